@@ -1,0 +1,51 @@
+"""JSON encoding of what backends store and send: msgspec, never pickle.
+
+:func:`dump_json` is also the JSON-compatibility check: a value is accepted only if it survives a
+round trip unchanged, which rejects tuples, non-str keys, NaN, datetimes, bytes and custom
+objects, in C, at the cost of one encode and one decode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ._errors import SerializationError
+
+__all__ = ["dump_json", "load_json", "checked_copy"]
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+
+
+def dump_json(value: Any, what: str) -> bytes:
+    """Encode ``value`` as JSON, refusing anything that would not decode back equal.
+
+    :param value: the value to encode
+    :param what: the argument's name, for the error message
+    :raises SerializationError: if ``value`` is not JSON-compatible
+    :return: the JSON bytes
+    """
+    try:
+        raw = _encoder.encode(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SerializationError(what, str(exc)) from None
+    if _decoder.decode(raw) != value:
+        raise SerializationError(what, f"{_describe(value)} does not survive a JSON round trip")
+    return raw
+
+
+def checked_copy(value: Any, what: str) -> Any:
+    """Return a deep copy of ``value`` made through JSON, after :func:`dump_json`'s check."""
+    return _decoder.decode(dump_json(value, what))
+
+
+def load_json(raw: bytes | str) -> Any:
+    """Decode JSON stored by :func:`dump_json`."""
+    return _decoder.decode(raw)
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

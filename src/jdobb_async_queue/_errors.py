@@ -1,0 +1,131 @@
+"""One exception hierarchy under :class:`JobQueueError`.
+
+Categories: configuration (bad backend name, URL, missing extra), serialization (values that are
+not JSON), conflict (duplicate id, unknown dependency), lookup (unknown job), backend unavailable
+(a server or file that cannot be reached). Messages are built here; the data stays in attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "BackendUnavailable",
+    "ConfigurationError",
+    "DuplicateJobError",
+    "InvalidJobError",
+    "JobCancelled",
+    "JobFailed",
+    "JobNotFoundError",
+    "JobQueueError",
+    "MissingDependencyError",
+    "SerializationError",
+    "UnknownDependencyError",
+]
+
+
+class JobQueueError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class ConfigurationError(JobQueueError, ValueError):
+    """A queue, worker or backend was configured with something it cannot use."""
+
+
+class MissingDependencyError(ConfigurationError, ImportError):
+    """A backend needs an optional dependency that is not installed.
+
+    :param backend: the backend that needs it
+    :param extra: the ``pip install jdobb-async-queue[extra]`` that installs it
+    """
+
+    def __init__(self, backend: str, extra: str, module: str) -> None:
+        self.backend = backend
+        self.extra = extra
+        self.module = module
+        super().__init__(
+            f"the {backend!r} backend needs the {module!r} module: "
+            f"pip install 'jdobb-async-queue[{extra}]'"
+        )
+
+
+class InvalidJobError(JobQueueError, ValueError):
+    """An argument describing a job is invalid (a negative delay, progress outside 0..1, ...)."""
+
+
+class SerializationError(InvalidJobError, TypeError):
+    """A payload, result or metadata value is not JSON-compatible.
+
+    :param what: which argument held the value (``"data"``, ``"results"``, ...)
+    """
+
+    def __init__(self, what: str, detail: str) -> None:
+        self.what = what
+        self.detail = detail
+        super().__init__(
+            f"{what} must be JSON-compatible (dicts with str keys, lists, str, int, finite float, "
+            f"bool, None): {detail}"
+        )
+
+
+class DuplicateJobError(JobQueueError):
+    """A job with this id already exists; nothing was stored.
+
+    :param job_id: the id that is taken
+    """
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"a job with id {job_id!r} already exists")
+
+
+class UnknownDependencyError(JobQueueError, LookupError):
+    """A job names a dependency that does not exist; nothing was stored.
+
+    :param job_ids: the unknown ids
+    """
+
+    def __init__(self, job_ids: Iterable[str]) -> None:
+        self.job_ids = sorted(job_ids)
+        super().__init__(f"unknown dependency job id(s): {', '.join(self.job_ids)}")
+
+
+class JobNotFoundError(JobQueueError, LookupError):
+    """No job with this id exists (never did, was purged, or its ttl expired).
+
+    :param job_id: the id that was looked up
+    """
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job with id {job_id!r}")
+
+
+class BackendUnavailable(JobQueueError, ConnectionError):
+    """The backend's server or file cannot be used right now (connection refused, locked, ...)."""
+
+
+class JobFailed(JobQueueError):
+    """Raised by ``Task.wait`` when the job ended FAILED.
+
+    :param job_id: the job
+    :param error: the job's error text
+    """
+
+    def __init__(self, job_id: str, error: str | None) -> None:
+        self.job_id = job_id
+        self.error = error
+        super().__init__(f"job {job_id} failed: {error}")
+
+
+class JobCancelled(JobQueueError):
+    """Raised by ``Task.wait`` when the job ended CANCELLED.
+
+    :param job_id: the job
+    :param error: the cancellation reason, if any
+    """
+
+    def __init__(self, job_id: str, error: str | None) -> None:
+        self.job_id = job_id
+        self.error = error
+        super().__init__(f"job {job_id} was cancelled: {error}")

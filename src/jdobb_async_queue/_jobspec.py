@@ -1,0 +1,193 @@
+"""Turning ``enqueue`` arguments into a :class:`JobRecord`, checking each one on the way.
+
+Everything here runs before a backend is called, so bad input raises a typed error and nothing
+is stored. ``enqueue``, ``enqueue_many``, workflows and tasks all build their records here.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from ._codec import checked_copy
+from ._errors import InvalidJobError
+from ._models import JobPriority
+from ._records import JobRecord
+
+__all__ = ["ENQUEUE_OPTIONS", "build_record", "check_progress", "new_job_id"]
+
+#: The keyword arguments of ``JobQueue.enqueue`` besides ``job_type`` and ``data``.
+ENQUEUE_OPTIONS = frozenset(
+    {
+        "priority",
+        "ttl",
+        "metadata",
+        "job_id",
+        "delay",
+        "execute_at",
+        "max_retries",
+        "retry_delay",
+        "timeout",
+        "depends_on",
+        "unique_key",
+    }
+)
+
+
+def new_job_id() -> str:
+    """A fresh job id (a random UUID, as 32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def build_record(
+    job_type: str,
+    data: Mapping[str, Any] | None,
+    options: Mapping[str, Any],
+    *,
+    now: float,
+    default_ttl: int | None,
+) -> JobRecord:
+    """Check ``enqueue``'s arguments and return the record to store.
+
+    :raises InvalidJobError: for a bad job type, priority, ttl, delay, retry or dependency option
+    :raises SerializationError: when ``data`` or ``metadata`` is not JSON-compatible
+    """
+    unknown = set(options) - ENQUEUE_OPTIONS
+    if unknown:
+        raise InvalidJobError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
+    if not isinstance(job_type, str) or not job_type:
+        raise InvalidJobError(f"job_type must be a non-empty string, not {job_type!r}")
+    ttl = options.get("ttl", default_ttl)
+    return JobRecord(
+        id=_job_id(options.get("job_id")),
+        job_type=job_type,
+        data=_mapping(data, "data"),
+        priority=_priority(options.get("priority", JobPriority.NORMAL)),
+        metadata=_mapping(options.get("metadata"), "metadata"),
+        created_at=now,
+        updated_at=now,
+        ttl=_ttl(ttl),
+        execute_at=_execute_at(options.get("delay"), options.get("execute_at"), now),
+        max_retries=_count(options.get("max_retries", 0), "max_retries"),
+        retry_delay=_seconds(options.get("retry_delay", 1.0), "retry_delay", allow_zero=True),
+        timeout=_timeout(options.get("timeout")),
+        depends_on=_depends_on(options.get("depends_on")),
+        unique_key=_unique_key(options.get("unique_key")),
+    )
+
+
+def check_progress(progress: float | None) -> float | None:
+    """Return ``progress`` if it is None or a number in 0..1.
+
+    :raises InvalidJobError: (a ``ValueError``) otherwise
+    """
+    if progress is None:
+        return None
+    if isinstance(progress, bool) or not isinstance(progress, (int, float)):
+        raise InvalidJobError(f"progress must be a number between 0 and 1, not {progress!r}")
+    if not 0.0 <= progress <= 1.0:  # also refuses NaN
+        raise InvalidJobError(f"progress must be between 0 and 1, not {progress!r}")
+    return float(progress)
+
+
+def _job_id(job_id: object) -> str:
+    if job_id is None:
+        return new_job_id()
+    if not isinstance(job_id, str) or not job_id:
+        raise InvalidJobError(f"job_id must be a non-empty string, not {job_id!r}")
+    return job_id
+
+
+def _mapping(value: object, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidJobError(f"{what} must be a dict, not {type(value).__name__}")
+    copied: dict[str, Any] = checked_copy(dict(value), what)
+    return copied
+
+
+def _priority(value: object) -> str:
+    try:
+        return JobPriority(value).value
+    except ValueError:
+        choices = ", ".join(p.value for p in JobPriority)
+        raise InvalidJobError(
+            f"priority must be a JobPriority ({choices}), not {value!r}"
+        ) from None
+
+
+def _ttl(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidJobError(f"ttl must be a whole number of seconds >= 0, not {value!r}")
+    return value
+
+
+def _count(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidJobError(f"{what} must be an int >= 0, not {value!r}")
+    return value
+
+
+def _seconds(value: object, what: str, *, allow_zero: bool) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidJobError(f"{what} must be a finite number of seconds, not {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidJobError(f"{what} must be {bound}, not {value!r}")
+    return float(value)
+
+
+def _timeout(value: object) -> float | None:
+    return None if value is None else _seconds(value, "timeout", allow_zero=False)
+
+
+def _execute_at(delay: object, execute_at: object, now: float) -> float | None:
+    if delay is not None and execute_at is not None:
+        raise InvalidJobError("give delay or execute_at, not both")
+    if delay is not None:
+        seconds = _seconds(delay, "delay", allow_zero=True)
+        return now + seconds if seconds > 0 else None
+    if execute_at is not None:
+        if not isinstance(execute_at, datetime):
+            raise InvalidJobError(f"execute_at must be a datetime, not {execute_at!r}")
+        return execute_at.timestamp()  # a naive datetime is local time, as timestamp() reads it
+    return None
+
+
+def _depends_on(value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise InvalidJobError(f"depends_on must be a sequence of job ids, not {value!r}")
+    ids = [_dep_id(v) for v in value]
+    return list(dict.fromkeys(ids))
+
+
+def _dep_id(value: object) -> str:
+    job_id = getattr(value, "job_id", value)  # a workflow step or a job id
+    if not isinstance(job_id, str) or not job_id:
+        raise InvalidJobError(f"depends_on entries must be job ids, not {value!r}")
+    return job_id
+
+
+def _unique_key(value: object) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise InvalidJobError(f"unique_key must be a non-empty string, not {value!r}")
+    return value
+
+
+def as_sequence(value: Sequence[str] | None, what: str) -> list[str] | None:
+    """Check a list of job types (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise InvalidJobError(f"{what} must be a list of strings, not {value!r}")
+    return list(value)

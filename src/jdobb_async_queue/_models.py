@@ -1,0 +1,144 @@
+"""The public data models: Job, JobStatus, JobPriority, JobUpdate, QueueStats.
+
+These are pydantic models, the face users see. Backends and the runtime carry jobs as the leaner
+:class:`~jdobb_async_queue._records.JobRecord` and convert at the boundary (``get``, ``claim``,
+``JobContext.job``), so no per-job validation sits on the hot path.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Job", "JobPriority", "JobStatus", "JobUpdate", "QueueStats", "PRIORITY_WEIGHTS"]
+
+
+class JobStatus(str, Enum):
+    """Where a job is in its life. The transitions are in :mod:`jdobb_async_queue._states`."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """``True`` for COMPLETE, FAILED and CANCELLED."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class JobPriority(str, Enum):
+    """How urgently a job is claimed: every HIGH job before any NORMAL, every NORMAL before LOW."""
+
+    LOW = "low"  # weight: 1
+    NORMAL = "normal"  # weight: 5
+    HIGH = "high"  # weight: 10
+
+    @property
+    def weight(self) -> int:
+        """The priority's weight: LOW 1, NORMAL 5, HIGH 10 (higher is claimed first)."""
+        return PRIORITY_WEIGHTS[self]
+
+
+#: The weight of each priority, as the reference documents them.
+PRIORITY_WEIGHTS: dict[JobPriority, int] = {
+    JobPriority.LOW: 1,
+    JobPriority.NORMAL: 5,
+    JobPriority.HIGH: 10,
+}
+
+
+class Job(BaseModel):
+    """A job as stored by the queue.
+
+    The first fourteen fields are the reference's; the rest are what scheduling, retries, leases
+    and dependencies need. Datetimes are timezone-aware UTC.
+    """
+
+    model_config = ConfigDict(frozen=False)
+
+    id: str
+    job_type: str
+    data: dict[str, Any] = {}
+    status: JobStatus = JobStatus.PENDING
+    priority: JobPriority = JobPriority.NORMAL
+    progress: float = 0.0  # 0.0 to 1.0
+    message: str | None = None
+    results: dict[str, Any] | None = None
+    error: str | None = None
+    metadata: dict[str, Any] = {}
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+    ttl: int | None = None  # seconds kept after reaching a terminal state
+    #: Not claimed before this time (``delay``, ``execute_at`` or a retry's backoff); None: at once.
+    execute_at: datetime | None = None
+    #: Attempts started so far (a claim starts one).
+    attempts: int = 0
+    #: Failed attempts retried automatically before the job is FAILED for good.
+    max_retries: int = 0
+    #: Base delay of the exponential retry backoff, in seconds.
+    retry_delay: float = 1.0
+    #: Seconds one attempt may run before it is cancelled and failed; None: no limit.
+    timeout: float | None = None
+    #: When the current (or last) attempt started.
+    started_at: datetime | None = None
+    #: Jobs that must be COMPLETE before this one can be claimed.
+    depends_on: list[str] = Field(default_factory=list)
+    #: While this job is pending or processing, no other job with this key is enqueued.
+    unique_key: str | None = None
+    #: The worker holding the job's lease while it is PROCESSING.
+    worker_id: str | None = None
+    #: When the current lease runs out unless renewed.
+    lease_expires_at: datetime | None = None
+
+    @property
+    def is_done(self) -> bool:
+        """``True`` when the job is COMPLETE, FAILED or CANCELLED."""
+        return self.status in _TERMINAL
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the start of the last attempt to completion; None until then."""
+        if self.started_at is None or self.completed_at is None:
+            return None
+        return (self.completed_at - self.started_at).total_seconds()
+
+
+class JobUpdate(BaseModel):
+    """One change of a job, as the :class:`~jdobb_async_queue.Broadcaster` delivers it."""
+
+    job_id: str
+    status: JobStatus
+    progress: float = 0.0
+    message: str | None = None
+    results: dict[str, Any] | None = None
+    error: str | None = None
+    timestamp: datetime
+    #: Free-form data sent with :meth:`Broadcaster.send`; None for state changes.
+    data: dict[str, Any] | None = None
+
+
+class QueueStats(BaseModel):
+    """Counts of jobs by status, from :meth:`JobQueue.stats`.
+
+    ``pending`` counts every PENDING job; ``scheduled`` and ``waiting`` are the parts of it that
+    are not yet due and that wait on dependencies.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    pending: int = 0
+    processing: int = 0
+    complete: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    scheduled: int = 0
+    waiting: int = 0

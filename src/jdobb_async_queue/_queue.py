@@ -1,0 +1,330 @@
+"""JobQueue: the producer's and inspector's view of a queue.
+
+It validates every argument (nothing invalid reaches a backend), builds records, and turns
+backend records into public models. It works with no Worker running and without ``async with``:
+each call goes straight to the backend.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ._codec import checked_copy
+from ._errors import InvalidJobError
+from ._jobspec import as_sequence, build_record, check_progress
+from ._models import Job, JobPriority, JobStatus, QueueStats
+from ._records import Outcome, ProgressUpdate, to_job
+from .backends import QueueBackend, open_backend
+from .backends.base import new_jitter
+
+if TYPE_CHECKING:
+    from ._tasks import TaskRegistry
+
+__all__ = ["DEFAULT_LEASE", "JobQueue"]
+
+#: Seconds a claim holds its job before another worker may take it over (renewed while running).
+DEFAULT_LEASE = 30.0
+_TERMINAL = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class JobQueue:
+    """A queue of jobs stored in one backend.
+
+    :param backend: a :class:`~jdobb_async_queue.backends.QueueBackend` instance, or a name
+        (``"memory"``, ``"sqlite"``, ``"redis"``), or a URL whose scheme names one
+    :param url: connection URL for ``sqlite`` (``sqlite:///jobs.db``, ``sqlite:///:memory:``) and
+        ``redis`` (``redis://host:port/db``, ``rediss://...``, ``unix:///path.sock``)
+    :param namespace: key prefix that isolates queues sharing one Redis server
+    :param default_ttl: seconds a job is kept after it reaches a terminal state when ``enqueue``
+        gives no ``ttl``; ``None`` keeps it until purged
+    :param clock: returns the time in seconds since the epoch (tests pass a
+        :class:`~jdobb_async_queue.testing.MockClock`)
+    :raises ConfigurationError: for an unknown backend name or a URL it cannot take
+    :raises MissingDependencyError: when the backend's extra is not installed
+    """
+
+    def __init__(
+        self,
+        backend: QueueBackend | str = "memory",
+        *,
+        url: str | None = None,
+        namespace: str = "default",
+        default_ttl: int | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if default_ttl is not None and (not isinstance(default_ttl, int) or default_ttl < 0):
+            raise InvalidJobError(f"default_ttl must be an int >= 0 or None, not {default_ttl!r}")
+        self._backend = open_backend(backend, url, namespace)
+        self.namespace = namespace
+        self.default_ttl = default_ttl
+        self.clock: Callable[[], float] = clock or time.time
+        self._closed = False
+        self._tasks: TaskRegistry | None = None
+
+    @property
+    def backend(self) -> QueueBackend:
+        """The backend this queue stores its jobs in."""
+        return self._backend
+
+    async def __aenter__(self) -> JobQueue:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- producing ---------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        job_type: str,
+        data: dict[str, Any] | None = None,
+        *,
+        priority: JobPriority = JobPriority.NORMAL,
+        ttl: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        job_id: str | None = None,
+        delay: float | timedelta | None = None,
+        execute_at: datetime | None = None,
+        max_retries: int = 0,
+        retry_delay: float = 1.0,
+        timeout: float | None = None,
+        depends_on: Sequence[str] | None = None,
+        unique_key: str | None = None,
+    ) -> str:
+        """Store a new PENDING job and return its id.
+
+        :param job_type: which handler runs it
+        :param data: the payload, a JSON-compatible dict
+        :param priority: HIGH jobs are claimed before NORMAL, NORMAL before LOW
+        :param ttl: seconds to keep the job after it ends (default: the queue's ``default_ttl``)
+        :param metadata: JSON-compatible dict stored beside the payload
+        :param job_id: your own id (default: a random one)
+        :param delay: not claimed before this many seconds from now
+        :param execute_at: not claimed before this time (a naive datetime is local time)
+        :param max_retries: failed attempts retried, with exponential backoff, before FAILED
+        :param retry_delay: base of the backoff: attempt k is retried after
+            ``retry_delay * 2**(k-1)`` seconds plus up to 10% jitter, capped at one hour
+        :param timeout: seconds one attempt may run; then it is cancelled and failed
+        :param depends_on: ids of jobs that must be COMPLETE first
+        :param unique_key: while a PENDING/PROCESSING job holds this key, return its id instead
+        :raises DuplicateJobError: when ``job_id`` is taken
+        :raises UnknownDependencyError: when ``depends_on`` names an unknown job
+        :raises SerializationError: when ``data`` or ``metadata`` is not JSON-compatible
+        :raises InvalidJobError: (a ``ValueError``) for any other bad argument
+        """
+        options: dict[str, Any] = {
+            "priority": priority,
+            "ttl": ttl,
+            "metadata": metadata,
+            "job_id": job_id,
+            "delay": delay,
+            "execute_at": execute_at,
+            "max_retries": max_retries,
+            "retry_delay": retry_delay,
+            "timeout": timeout,
+            "depends_on": depends_on,
+            "unique_key": unique_key,
+        }
+        if ttl is None:
+            del options["ttl"]
+        now = self.clock()
+        record = build_record(job_type, data, options, now=now, default_ttl=self.default_ttl)
+        (stored,) = await self._backend.enqueue_many([record], now=now)
+        return stored
+
+    async def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Store many jobs in one atomic backend call: all of them, or none.
+
+        Each item takes ``enqueue``'s parameter names (``job_type`` required); ``depends_on``
+        may name ids given earlier in the same batch.
+
+        :return: the ids, in order (for a unique key already held, the holder's id)
+        :raises InvalidJobError: for a bad item (nothing is stored)
+        """
+        now = self.clock()
+        records = []
+        for index, item in enumerate(items):
+            if not isinstance(item, Mapping) or "job_type" not in item:
+                raise InvalidJobError(f"item {index} must be a mapping with a 'job_type'")
+            options = {k: v for k, v in item.items() if k not in ("job_type", "data")}
+            records.append(
+                build_record(
+                    item["job_type"],
+                    item.get("data"),
+                    options,
+                    now=now,
+                    default_ttl=self.default_ttl,
+                )
+            )
+        if not records:
+            return []
+        return await self._backend.enqueue_many(records, now=now)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job | None:
+        """Return the job, or ``None`` if there is none with this id (or its ttl ran out)."""
+        record = await self._backend.get(job_id, now=self.clock())
+        return None if record is None else to_job(record)
+
+    async def list_jobs(
+        self,
+        status: JobStatus | str | None = None,
+        *,
+        job_type: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]:
+        """List jobs: PENDING ones in the order they would be claimed, every other status most
+        recently updated first.
+
+        :raises InvalidJobError: for an unknown status or a negative limit/offset
+        """
+        name = None if status is None else _status(status).value
+        if limit < 0 or offset < 0:
+            raise InvalidJobError("limit and offset must be >= 0")
+        records = await self._backend.list_jobs(
+            name, job_type=job_type, limit=limit, offset=offset, now=self.clock()
+        )
+        return [to_job(r) for r in records]
+
+    async def stats(self) -> QueueStats:
+        """Count jobs by status (plus ``scheduled`` and ``waiting`` pending jobs)."""
+        return await self._backend.stats(now=self.clock())
+
+    # -- consuming by hand -------------------------------------------------------------------
+
+    async def claim(
+        self, job_types: list[str] | None = None, *, lease: float = DEFAULT_LEASE
+    ) -> Job | None:
+        """Atomically claim the next claimable job (PROCESSING now) or return ``None``.
+
+        :param job_types: only these types (None: any)
+        :param lease: seconds before a worker's lease recovery may hand it to someone else
+        """
+        types = as_sequence(job_types, "job_types")
+        claimed = await self._backend.claim_pending_job(
+            types, limit=1, worker_id=_manual_worker_id(), lease=lease, now=self.clock()
+        )
+        return to_job(claimed[0]) if claimed else None
+
+    async def update(
+        self, job_id: str, progress: float | None = None, message: str | None = None
+    ) -> bool:
+        """Record progress (0..1) and/or a message for a PROCESSING job.
+
+        :raises InvalidJobError: (a ``ValueError``) if ``progress`` is outside 0..1
+        :return: ``False`` if the job is unknown or not PROCESSING
+        """
+        update = ProgressUpdate(job_id=job_id, progress=check_progress(progress), message=message)
+        return await self._backend.update_progress(update, now=self.clock())
+
+    async def complete(self, job_id: str, results: dict[str, Any] | None = None) -> bool:
+        """Mark a PROCESSING job COMPLETE with ``results``.
+
+        :raises SerializationError: if ``results`` is not JSON-compatible (nothing changes)
+        :return: ``False`` if the job is unknown or not PROCESSING
+        """
+        copied = None if results is None else _results(results)
+        outcome = Outcome(job_id=job_id, kind="complete", results=copied)
+        return await self._backend.finish(outcome, now=self.clock())
+
+    async def fail(self, job_id: str, error: str, *, retry: bool = True) -> bool:
+        """Fail the current attempt of a PROCESSING job.
+
+        With retries left (and ``retry``), the job goes back to PENDING after its backoff;
+        otherwise it is FAILED with ``error``.
+
+        :return: ``True`` whether it scheduled a retry or failed the job; ``False`` if the job is
+            unknown or not PROCESSING
+        """
+        outcome = Outcome(
+            job_id=job_id, kind="fail", error=str(error), retry=retry, jitter=new_jitter()
+        )
+        return await self._backend.finish(outcome, now=self.clock())
+
+    async def cancel(self, job_id: str, reason: str | None = None) -> bool:
+        """Cancel a PENDING or PROCESSING job (a running handler is cancelled promptly).
+
+        Jobs depending on it are cancelled too.
+
+        :return: ``False`` if the job is unknown or already finished
+        """
+        return await self._backend.cancel(job_id, reason, now=self.clock())
+
+    async def retry(self, job_id: str, *, delay: float = 0) -> bool:
+        """Send a FAILED or CANCELLED job back to PENDING, its attempts and outcome cleared.
+
+        :raises InvalidJobError: for a negative delay
+        :return: ``False`` (nothing changes) for an unknown job or any other state
+        """
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay >= 0:
+            raise InvalidJobError(f"delay must be a number of seconds >= 0, not {delay!r}")
+        return await self._backend.retry(job_id, delay=float(delay), now=self.clock())
+
+    async def purge(
+        self,
+        statuses: Iterable[JobStatus | str] | None = None,
+        *,
+        before: datetime | None = None,
+        job_type: str | None = None,
+    ) -> int:
+        """Delete finished jobs and return how many.
+
+        :param statuses: which terminal statuses (default: COMPLETE, FAILED and CANCELLED)
+        :param before: only jobs that finished before this time
+        :param job_type: only jobs of this type
+        :raises InvalidJobError: (a ``ValueError``) if ``statuses`` names PENDING or PROCESSING
+        """
+        chosen = _TERMINAL if statuses is None else {_status(s) for s in statuses}
+        live = sorted(s.value for s in chosen - _TERMINAL)
+        if live:
+            raise InvalidJobError(f"purge deletes finished jobs only, not {', '.join(live)}")
+        if before is not None and not isinstance(before, datetime):
+            raise InvalidJobError(f"before must be a datetime, not {before!r}")
+        return await self._backend.purge(
+            sorted(s.value for s in chosen),
+            before=None if before is None else before.timestamp(),
+            job_type=job_type,
+            now=self.clock(),
+        )
+
+    async def close(self) -> None:
+        """Release the backend's connections, threads and files. Safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            await self._backend.aclose()
+
+
+def _status(value: JobStatus | str) -> JobStatus:
+    try:
+        return JobStatus(value)
+    except ValueError:
+        choices = ", ".join(s.value for s in JobStatus)
+        raise InvalidJobError(f"unknown status {value!r}: use one of {choices}") from None
+
+
+def _results(results: object) -> dict[str, Any]:
+    if not isinstance(results, dict):
+        raise InvalidJobError(f"results must be a dict or None, not {type(results).__name__}")
+    copied: dict[str, Any] = checked_copy(results, "results")
+    return copied
+
+
+def check_results(results: object) -> dict[str, Any] | None:
+    """Check a handler's return value: a JSON-compatible dict or None."""
+    return None if results is None else _results(results)
+
+
+def _manual_worker_id() -> str:
+    return f"claim:{os.getpid()}"

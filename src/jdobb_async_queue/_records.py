@@ -1,0 +1,186 @@
+"""What backends store and hand to the runtime: lean msgspec structs, no validation on the hot path.
+
+:class:`JobRecord` is a job as a backend sees it (times are float seconds since the epoch, the
+status and priority plain strings). :func:`to_job` turns one into the public pydantic
+:class:`~jdobb_async_queue.Job` at the boundary.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import msgspec
+
+from ._models import Job, JobPriority, JobStatus, JobUpdate
+
+__all__ = [
+    "JobRecord",
+    "Outcome",
+    "ProgressUpdate",
+    "Lease",
+    "UpdateRecord",
+    "PRIORITY_RANK",
+    "to_job",
+    "to_update",
+    "record_update",
+    "utc",
+]
+
+#: Claim order of the priorities: lower is claimed first.
+PRIORITY_RANK: dict[str, int] = {"high": 0, "normal": 1, "low": 2}
+
+
+class JobRecord(msgspec.Struct, kw_only=True):
+    """One job as a backend stores it.
+
+    Fields the backend owns (set on enqueue, claim and every transition): ``status``,
+    ``attempts``, ``fence``, ``worker_id``, ``lease_expires_at``, ``started_at``, ``updated_at``,
+    ``completed_at``, ``expires_at``, ``pending_deps``.
+    """
+
+    id: str
+    job_type: str
+    data: dict[str, Any] = {}
+    status: str = "pending"
+    priority: str = "normal"
+    progress: float = 0.0
+    message: str | None = None
+    results: dict[str, Any] | None = None
+    error: str | None = None
+    metadata: dict[str, Any] = {}
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    completed_at: float | None = None
+    ttl: int | None = None
+    #: Not claimable before this time (None: at once).
+    execute_at: float | None = None
+    attempts: int = 0
+    max_retries: int = 0
+    retry_delay: float = 1.0
+    timeout: float | None = None
+    started_at: float | None = None
+    depends_on: list[str] = []
+    unique_key: str | None = None
+    worker_id: str | None = None
+    lease_expires_at: float | None = None
+    #: Bumped by every claim: a worker's late report about an older claim is ignored.
+    fence: int = 0
+    #: Dependencies not yet COMPLETE; claimable only at 0.
+    pending_deps: int = 0
+    #: When a terminal job is deleted (completed_at + ttl), None: kept.
+    expires_at: float | None = None
+
+
+class Outcome(msgspec.Struct, kw_only=True, frozen=True):
+    """How an attempt ended, reported by a worker (or by ``complete``/``fail`` on the queue).
+
+    ``fence`` is the claim's fence; ``None`` applies to whoever holds the job (the public
+    ``complete``/``fail`` calls). ``kind`` is ``"complete"``, ``"fail"`` (retried with backoff if
+    ``retry`` and retries are left) or ``"release"`` (hand the job back, due at once, the attempt
+    not counted).
+    """
+
+    job_id: str
+    kind: Literal["complete", "fail", "release"]
+    fence: int | None = None
+    results: dict[str, Any] | None = None
+    error: str | None = None
+    retry: bool = True
+    #: In ``[0, 1)``: how much of the backoff's jitter to add (see ``backends.base.backoff_delay``).
+    jitter: float = 0.0
+
+
+class ProgressUpdate(msgspec.Struct, kw_only=True, frozen=True):
+    """A progress report for a PROCESSING job."""
+
+    job_id: str
+    progress: float | None = None
+    message: str | None = None
+    fence: int | None = None
+
+
+class Lease(msgspec.Struct, kw_only=True, frozen=True):
+    """A lease a worker holds on a PROCESSING job, identified by the claim's fence."""
+
+    job_id: str
+    fence: int
+
+
+class UpdateRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """A job update as backends publish it (see :class:`~jdobb_async_queue.JobUpdate`)."""
+
+    job_id: str
+    status: str
+    progress: float = 0.0
+    message: str | None = None
+    results: dict[str, Any] | None = None
+    error: str | None = None
+    timestamp: float = 0.0
+    data: dict[str, Any] | None = None
+
+
+def utc(ts: float | None) -> datetime | None:
+    """Seconds since the epoch as an aware UTC datetime (None stays None)."""
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)
+
+
+def to_job(r: JobRecord) -> Job:
+    """Build the public :class:`~jdobb_async_queue.Job` from a record (no copying of payloads)."""
+    return Job.model_construct(
+        id=r.id,
+        job_type=r.job_type,
+        data=r.data,
+        status=JobStatus(r.status),
+        priority=JobPriority(r.priority),
+        progress=r.progress,
+        message=r.message,
+        results=r.results,
+        error=r.error,
+        metadata=r.metadata,
+        created_at=_utc(r.created_at),
+        updated_at=_utc(r.updated_at),
+        completed_at=utc(r.completed_at),
+        ttl=r.ttl,
+        execute_at=utc(r.execute_at),
+        attempts=r.attempts,
+        max_retries=r.max_retries,
+        retry_delay=r.retry_delay,
+        timeout=r.timeout,
+        started_at=utc(r.started_at),
+        depends_on=list(r.depends_on),
+        unique_key=r.unique_key,
+        worker_id=r.worker_id,
+        lease_expires_at=utc(r.lease_expires_at),
+    )
+
+
+def record_update(r: JobRecord) -> UpdateRecord:
+    """The update that announces ``r``'s current state."""
+    return UpdateRecord(
+        job_id=r.id,
+        status=r.status,
+        progress=r.progress,
+        message=r.message,
+        results=r.results,
+        error=r.error,
+        timestamp=r.updated_at,
+    )
+
+
+def to_update(u: UpdateRecord) -> JobUpdate:
+    """Build the public :class:`~jdobb_async_queue.JobUpdate` from a published record."""
+    return JobUpdate.model_construct(
+        job_id=u.job_id,
+        status=JobStatus(u.status),
+        progress=u.progress,
+        message=u.message,
+        results=u.results,
+        error=u.error,
+        timestamp=_utc(u.timestamp),
+        data=u.data,
+    )

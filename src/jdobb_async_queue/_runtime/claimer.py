@@ -1,0 +1,106 @@
+"""The claimer actor: claims only as many jobs as there are idle handlers.
+
+Each idle handler sends one credit. The claimer gathers every credit that has piled up and
+claims that many jobs in one backend call, so no job ever waits claimed in a buffer. When the
+queue has nothing due it sleeps until a wake-up (a new job, a retry, a dependency met), the next
+due time, or ``poll_interval``, whichever comes first: never a busy loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import anyio
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .._records import JobRecord
+from ..backends.base import QueueBackend
+
+__all__ = ["Claimer"]
+
+
+class Claimer:
+    """Claims jobs for one worker. ``scope`` lets the supervisor stop it."""
+
+    def __init__(
+        self,
+        backend: QueueBackend,
+        clock: Callable[[], float],
+        job_types: Sequence[str],
+        *,
+        worker_id: str,
+        lease: float,
+        poll_interval: float,
+    ) -> None:
+        self._backend = backend
+        self._clock = clock
+        self._job_types = list(job_types)
+        self._worker_id = worker_id
+        self._lease = lease
+        self._poll_interval = poll_interval
+        self.scope = anyio.CancelScope()
+
+    async def run(
+        self,
+        credits: MemoryObjectReceiveStream[None],
+        jobs: MemoryObjectSendStream[JobRecord],
+        wake: MemoryObjectReceiveStream[None],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Claim until stopped; closing ``jobs`` on the way out tells handlers to drain."""
+        async with credits, jobs, wake:
+            task_status.started()
+            with self.scope:
+                await self._loop(credits, jobs, wake)
+
+    async def _loop(
+        self,
+        credits: MemoryObjectReceiveStream[None],
+        jobs: MemoryObjectSendStream[JobRecord],
+        wake: MemoryObjectReceiveStream[None],
+    ) -> None:
+        idle = 0
+        while True:
+            if idle == 0:
+                await credits.receive()
+                idle = 1
+            idle += _drain(credits)
+            claimed = await self._claim(idle, jobs)
+            if claimed < idle:  # the queue has nothing more due right now
+                await self._sleep(wake)
+            idle -= claimed
+
+    async def _claim(self, limit: int, jobs: MemoryObjectSendStream[JobRecord]) -> int:
+        # Shielded: jobs the backend has marked PROCESSING must reach a handler, not vanish
+        # with a claimer cancelled mid-call (they would wait for their lease to expire).
+        with anyio.CancelScope(shield=True):
+            claimed = await self._backend.claim_pending_job(
+                self._job_types,
+                limit=limit,
+                worker_id=self._worker_id,
+                lease=self._lease,
+                now=self._clock(),
+            )
+        for record in claimed:
+            jobs.send_nowait(record)  # never blocks: one buffer slot per handler
+        return len(claimed)
+
+    async def _sleep(self, wake: MemoryObjectReceiveStream[None]) -> None:
+        now = self._clock()
+        due = await self._backend.next_due(self._job_types, now=now)
+        timeout = self._poll_interval if due is None else min(self._poll_interval, due - now)
+        # A floor of 1 ms: a backend reporting a due time in the past must not make us spin.
+        with anyio.move_on_after(max(timeout, 0.001)):
+            await wake.receive()
+
+
+def _drain(stream: MemoryObjectReceiveStream[None]) -> int:
+    count = 0
+    while True:
+        try:
+            stream.receive_nowait()
+        except anyio.WouldBlock:
+            return count
+        count += 1

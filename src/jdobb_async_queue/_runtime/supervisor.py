@@ -1,0 +1,147 @@
+"""The supervisor actor: starts the crew, keeps leases, listens, and stops gracefully.
+
+Lifecycle of one ``Worker.run()``::
+
+    services: listener (wake-ups, cancellations)  +  lease keeper (renew, reclaim)
+      crew:   N handler actors  +  the claimer
+    stop:     cancel the claimer (it closes the job stream), let handlers finish what they hold
+              until the drain deadline, then cancel them (their jobs are handed back)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .._context import HandlerFunc
+from .._queue import JobQueue
+from .._records import JobRecord
+from ..backends.base import QueueBackend
+from .claimer import Claimer
+from .handler import JobRunner, run_handler
+from .roster import Roster
+
+__all__ = ["CrewSettings", "supervise"]
+
+
+@dataclass(frozen=True)
+class CrewSettings:
+    """How one worker runs."""
+
+    job_types: Sequence[str]
+    worker_id: str
+    max_concurrent: int
+    poll_interval: float
+    lease: float
+    drain_timeout: float
+
+
+async def supervise(
+    queue: JobQueue,
+    handlers: Mapping[str, HandlerFunc],
+    settings: CrewSettings,
+    stop: anyio.Event,
+    *,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a worker's actors until ``stop`` is set, then drain and return."""
+    roster = Roster()
+    wake_tx, wake_rx = anyio.create_memory_object_stream[None](1)
+    async with anyio.create_task_group() as services:
+        await services.start(_listen, queue.backend, roster, wake_tx)
+        await services.start(_keep_leases, queue, roster, settings.lease, wake_tx.clone())
+        async with anyio.create_task_group() as crew:
+            claimer = await _start_crew(crew, queue, handlers, settings, roster, wake_rx)
+            task_status.started()
+            await stop.wait()
+            claimer.scope.cancel()
+            crew.cancel_scope.deadline = anyio.current_time() + settings.drain_timeout
+        services.cancel_scope.cancel()
+
+
+async def _start_crew(
+    crew: TaskGroup,
+    queue: JobQueue,
+    handlers: Mapping[str, HandlerFunc],
+    settings: CrewSettings,
+    roster: Roster,
+    wake_rx: MemoryObjectReceiveStream[None],
+) -> Claimer:
+    n = settings.max_concurrent
+    credits_tx, credits_rx = anyio.create_memory_object_stream[None](n)
+    jobs_tx, jobs_rx = anyio.create_memory_object_stream[JobRecord](n)
+    runner = JobRunner(queue, handlers, roster)
+    async with jobs_rx, credits_tx:
+        for _ in range(n):
+            await crew.start(run_handler, runner, jobs_rx.clone(), credits_tx.clone())
+    claimer = Claimer(
+        queue.backend,
+        queue.clock,
+        settings.job_types,
+        worker_id=settings.worker_id,
+        lease=settings.lease,
+        poll_interval=settings.poll_interval,
+    )
+    await crew.start(claimer.run, credits_rx, jobs_tx, wake_rx)
+    return claimer
+
+
+async def _listen(
+    backend: QueueBackend,
+    roster: Roster,
+    wake: MemoryObjectSendStream[None],
+    *,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Turn the backend's notices into claimer wake-ups and handler cancellations."""
+    async with wake, backend.listen() as notices:
+        task_status.started()
+        async for notice in notices:
+            if notice.kind == "jobs":
+                _poke(wake)
+            elif notice.job_id is not None:
+                roster.take_away(notice.job_id)
+
+
+async def _keep_leases(
+    queue: JobQueue,
+    roster: Roster,
+    lease: float,
+    wake: MemoryObjectSendStream[None],
+    *,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Renew this worker's leases and recover jobs whose worker died, every third of a lease."""
+    backend, clock = queue.backend, queue.clock
+    async with wake:
+        task_status.started()
+        while True:
+            if await backend.reclaim_expired(now=clock()):
+                _poke(wake)
+            await anyio.sleep(lease / 3)
+            await _renew(backend, clock, roster, lease)
+
+
+async def _renew(
+    backend: QueueBackend, clock: Callable[[], float], roster: Roster, lease: float
+) -> None:
+    leases = roster.leases()
+    if not leases:
+        return
+    held = await backend.renew_many(leases, duration=lease, now=clock())
+    for item, ok in zip(leases, held, strict=True):
+        if not ok:
+            roster.take_away(item.job_id, item.fence)
+
+
+def _poke(wake: MemoryObjectSendStream[None]) -> None:
+    try:
+        wake.send_nowait(None)
+    except anyio.WouldBlock:
+        pass  # a wake-up is already pending: one is enough
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass  # the claimer has stopped

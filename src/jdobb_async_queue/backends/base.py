@@ -1,0 +1,330 @@
+"""The backend contract: :class:`QueueBackend`.
+
+A backend stores jobs and applies the state machine of :mod:`jdobb_async_queue._states`
+atomically. The built-in ones are ``memory``, ``sqlite`` and ``redis``; pass an instance of your
+own subclass as ``JobQueue(backend=...)`` to use another store.
+
+Writing a backend
+=================
+Implement the abstract methods. Every write is **atomic per call** and **guarded** by the job's
+current status (and, for worker reports, its *fence*): two workers can never both claim one job,
+and a late report from a worker whose claim was superseded changes nothing. Most methods take a
+batch, because the built-in backends serve many requests in one transaction, Lua call or
+pipeline; the single forms (:meth:`finish`, :meth:`update_progress`, :meth:`renew`) are what a
+small backend implements, and the batch forms loop over them unless overridden.
+
+Time is passed in as ``now`` (float seconds since the epoch, from the queue's clock), never read
+by the backend, so a test clock (:class:`jdobb_async_queue.testing.MockClock`) drives every
+backend alike.
+
+Notifications are optional: :meth:`listen` (wake-ups for idle workers, cancellation of running
+jobs) and :meth:`subscribe` / :meth:`publish` (the Broadcaster). The defaults here fall back to
+polling, bounded by the worker's ``poll_interval``; the built-in backends push.
+
+The semantics every method must follow are in its docstring; ``tests/contract/`` checks them, and
+a custom backend can run that suite by adding itself to the ``backend`` fixture.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Literal
+
+import anyio
+import msgspec
+
+from .._models import QueueStats
+from .._records import JobRecord, Lease, Outcome, ProgressUpdate, UpdateRecord
+
+__all__ = [
+    "MAX_BACKOFF",
+    "Notice",
+    "QueueBackend",
+    "backoff_delay",
+    "dependency_error",
+]
+
+#: Upper bound of a retry's backoff, in seconds, before jitter.
+MAX_BACKOFF = 3600.0
+#: A retry's backoff is stretched by up to this fraction, at random.
+BACKOFF_JITTER = 0.1
+
+
+def backoff_delay(retry_delay: float, attempt: int, jitter: float) -> float:
+    """Seconds until the retry of a failed attempt ``attempt`` (1-based).
+
+    ``min(retry_delay * 2**(attempt-1), MAX_BACKOFF) * (1 + BACKOFF_JITTER * jitter)``.
+
+    :param retry_delay: the job's base delay
+    :param attempt: the attempt that failed (1 for the first)
+    :param jitter: a number in ``[0, 1)`` chosen by the reporter, so backends stay deterministic
+    """
+    base = min(retry_delay * 2.0 ** max(attempt - 1, 0), MAX_BACKOFF)
+    return base * (1.0 + BACKOFF_JITTER * jitter)
+
+
+def new_jitter() -> float:
+    """A random jitter in ``[0, 1)`` for :class:`Outcome`.jitter (not for cryptography)."""
+    return random.random()
+
+
+def dependency_error(dep_id: str, dep_status: str) -> str:
+    """The error a job gets when its dependency ``dep_id`` ended FAILED or CANCELLED."""
+    return f"dependency {dep_id} {dep_status}"
+
+
+class Notice(msgspec.Struct, frozen=True):
+    """Something a running worker should react to, from :meth:`QueueBackend.listen`.
+
+    ``kind`` is ``"jobs"`` (jobs may have become claimable: wake up and claim) or ``"cancel"``
+    (``job_id`` was cancelled while PROCESSING: stop its handler).
+    """
+
+    kind: Literal["jobs", "cancel"]
+    job_id: str | None = None
+
+
+class QueueBackend(ABC):
+    """Where jobs live. Subclass it to store jobs somewhere new (see the module docs)."""
+
+    #: Name used in messages and by ``JobQueue(backend=<name>)`` for the built-ins.
+    name: str = "custom"
+
+    # -- writes --------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def enqueue_many(self, records: Sequence[JobRecord], *, now: float) -> list[str]:
+        """Store new PENDING jobs, all or nothing, and return their ids in order.
+
+        The records arrive complete (id, times, options; ``status="pending"``, ``fence=0``,
+        ``pending_deps=0``); the backend sets ``pending_deps`` and its own ordering.
+
+        - A record whose id exists (or repeats in the batch): :class:`DuplicateJobError`, nothing
+          stored.
+        - A record whose ``unique_key`` is held by a PENDING or PROCESSING job (stored, or earlier
+          in the batch) is not stored; its position in the result holds the holder's id, and
+          ``depends_on`` entries in the batch naming it are read as naming the holder.
+        - ``depends_on`` ids must exist (stored and not expired, or earlier in the batch), else
+          :class:`UnknownDependencyError` and nothing is stored. A COMPLETE dependency is
+          satisfied; a PENDING/PROCESSING one counts in ``pending_deps``; a FAILED/CANCELLED one
+          makes the new job CANCELLED at once, its error :func:`dependency_error`.
+        - Wakes idle workers (a ``"jobs"`` notice).
+        """
+
+    @abstractmethod
+    async def claim_pending_job(
+        self,
+        job_types: Sequence[str] | None,
+        *,
+        limit: int = 1,
+        worker_id: str,
+        lease: float,
+        now: float,
+    ) -> list[JobRecord]:
+        """Atomically claim up to ``limit`` claimable jobs and return them, PROCESSING.
+
+        Claimable: PENDING, ``pending_deps == 0``, ``execute_at`` None or ``<= now``, and
+        ``job_type`` in ``job_types`` (None: any). Order: priority (high, normal, low), then the
+        order jobs were enqueued. Each claimed job gets ``attempts += 1``, ``fence += 1``,
+        ``worker_id``, ``started_at = now``, ``lease_expires_at = now + lease``. No job is ever
+        returned to two callers. The cost must not grow with the number of scheduled, waiting or
+        finished jobs.
+        """
+
+    @abstractmethod
+    async def finish(self, outcome: Outcome, *, now: float) -> bool:
+        """Apply one :class:`Outcome` to a PROCESSING job whose fence matches (any, if None).
+
+        - ``complete``: COMPLETE, ``results``, ``progress = 1.0``, ``completed_at = now``.
+        - ``fail`` with ``retry`` and ``attempts <= max_retries``: PENDING again, ``error`` set,
+          ``execute_at = now + backoff_delay(retry_delay, attempts, outcome.jitter)``.
+        - ``fail`` otherwise: FAILED with ``error``, ``completed_at = now``.
+        - ``release``: PENDING, due at once, ``attempts -= 1`` (the attempt did not count).
+
+        Leaving PROCESSING clears ``worker_id`` and ``lease_expires_at``. Reaching a terminal
+        state sets ``expires_at = now + ttl`` (when ttl is set), frees the unique key and, in the
+        same atomic step, settles dependents: COMPLETE decrements their ``pending_deps`` (waking
+        workers when it reaches 0); FAILED or CANCELLED cancels them, transitively, with
+        :func:`dependency_error`. Publishes an update for every job that changed.
+
+        :return: ``False`` (and nothing changed) if the job is unknown, not PROCESSING or fenced
+            out.
+        """
+
+    async def finish_many(self, outcomes: Sequence[Outcome], *, now: float) -> list[bool]:
+        """:meth:`finish` for many outcomes (each atomic on its own)."""
+        return [await self.finish(o, now=now) for o in outcomes]
+
+    @abstractmethod
+    async def cancel(self, job_id: str, reason: str | None, *, now: float) -> bool:
+        """Cancel a PENDING or PROCESSING job: CANCELLED, ``error = reason``, dependents
+        cancelled as in :meth:`finish`; a ``"cancel"`` notice reaches the worker running it.
+
+        :return: ``False`` if the job is unknown or already terminal (nothing changes).
+        """
+
+    @abstractmethod
+    async def retry(self, job_id: str, *, delay: float, now: float) -> bool:
+        """Send a FAILED or CANCELLED job back to PENDING (``execute_at = now + delay`` if
+        ``delay > 0``), with ``attempts = 0`` and ``error``, ``progress``, ``message``,
+        ``results``, ``completed_at``, ``expires_at`` cleared; ``pending_deps`` is counted again
+        from its dependencies (missing ones count as satisfied).
+
+        :return: ``False`` (nothing changes) if the job is unknown, in another state, or its
+            unique key is now held by another live job.
+        """
+
+    @abstractmethod
+    async def update_progress(self, update: ProgressUpdate, *, now: float) -> bool:
+        """Set ``progress`` and/or ``message`` (those not None) of a PROCESSING job whose fence
+        matches (any, if None), and publish the update.
+
+        :return: ``False`` if the job is unknown, not PROCESSING or fenced out.
+        """
+
+    async def update_progress_many(
+        self, updates: Sequence[ProgressUpdate], *, now: float
+    ) -> list[bool]:
+        """:meth:`update_progress` for many updates."""
+        return [await self.update_progress(u, now=now) for u in updates]
+
+    @abstractmethod
+    async def renew(self, lease: Lease, *, duration: float, now: float) -> bool:
+        """Extend a lease: ``lease_expires_at = now + duration`` if the job is PROCESSING with
+        this fence.
+
+        :return: ``False`` if the lease is lost (job cancelled, finished or reclaimed): the
+            worker must stop running it.
+        """
+
+    async def renew_many(
+        self, leases: Sequence[Lease], *, duration: float, now: float
+    ) -> list[bool]:
+        """:meth:`renew` for many leases."""
+        return [await self.renew(lease, duration=duration, now=now) for lease in leases]
+
+    @abstractmethod
+    async def reclaim_expired(self, *, now: float) -> list[str]:
+        """Send every PROCESSING job whose lease expired (``lease_expires_at < now``) back to
+        PENDING, due at once (its attempt still counts), and wake workers.
+
+        :return: the ids of the reclaimed jobs
+        """
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def get(self, job_id: str, *, now: float) -> JobRecord | None:
+        """Return the job, or ``None`` if unknown or expired (``expires_at <= now``)."""
+
+    @abstractmethod
+    async def list_jobs(
+        self,
+        status: str | None,
+        *,
+        job_type: str | None,
+        limit: int,
+        offset: int,
+        now: float,
+    ) -> list[JobRecord]:
+        """Jobs with this status (None: any) and type, expired ones left out.
+
+        PENDING jobs come in the order they would be claimed (claimable ones by priority then
+        age, then scheduled ones by due time, then those waiting on dependencies); every other
+        status (and ``status=None``) most recently updated first. Must not load every job.
+        """
+
+    @abstractmethod
+    async def stats(self, *, now: float) -> QueueStats:
+        """Counts by status plus ``scheduled`` (pending, not yet due) and ``waiting`` (pending on
+        dependencies), expired jobs left out. Must not load every job."""
+
+    @abstractmethod
+    async def purge(
+        self,
+        statuses: Iterable[str],
+        *,
+        before: float | None,
+        job_type: str | None,
+        now: float,
+    ) -> int:
+        """Delete terminal jobs in ``statuses`` (terminal ones only; the queue has checked),
+        finished (``completed_at``) before ``before`` if given, of ``job_type`` if given.
+
+        :return: how many were deleted
+        """
+
+    @abstractmethod
+    async def next_due(self, job_types: Sequence[str] | None, *, now: float) -> float | None:
+        """The earliest ``execute_at`` after ``now`` of a PENDING job of these types with no
+        pending dependencies, or ``None``: how long an idle worker may sleep."""
+
+    # -- notifications (optional: the defaults poll) -------------------------------------------
+
+    def listen(self) -> AbstractAsyncContextManager[AsyncIterator[Notice]]:
+        """Open a stream of :class:`Notice` for a running worker.
+
+        The default never yields: workers then poll every ``poll_interval`` and learn of
+        cancellations when renewing leases. Override to push.
+        """
+        return _silence()
+
+    def subscribe(self, job_id: str) -> AbstractAsyncContextManager[AsyncIterator[UpdateRecord]]:
+        """Open a stream of the updates of one job, for the Broadcaster.
+
+        The stream must deliver every update published after the context is entered; it may
+        drop intermediate progress updates for a slow reader but never the terminal one. The
+        default polls :meth:`get` every half second and yields each change.
+        """
+        return _poll_updates(self, job_id)
+
+    async def publish(self, update: UpdateRecord) -> None:  # noqa: B027 - optional hook
+        """Deliver a custom update (``Broadcaster.send``) to the job's subscribers.
+
+        The default delivers nothing (polling subscribers see state changes only).
+        """
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release every connection, thread and file. Calls after this may fail."""
+
+
+@asynccontextmanager
+async def _silence() -> AsyncIterator[AsyncIterator[Notice]]:
+    async def never() -> AsyncIterator[Notice]:
+        await anyio.sleep_forever()
+        yield Notice("jobs")  # pragma: no cover - unreachable
+
+    yield never()
+
+
+@asynccontextmanager
+async def _poll_updates(
+    backend: QueueBackend, job_id: str
+) -> AsyncIterator[AsyncIterator[UpdateRecord]]:
+    import time
+
+    async def changes() -> AsyncIterator[UpdateRecord]:
+        last: tuple[object, ...] | None = None
+        while True:
+            record = await backend.get(job_id, now=time.time())
+            if record is not None:
+                key = (record.status, record.progress, record.message, record.updated_at)
+                if key != last:
+                    last = key
+                    yield UpdateRecord(
+                        job_id=record.id,
+                        status=record.status,
+                        progress=record.progress,
+                        message=record.message,
+                        results=record.results,
+                        error=record.error,
+                        timestamp=record.updated_at,
+                    )
+            await anyio.sleep(0.5)
+
+    yield changes()
