@@ -14,6 +14,7 @@ from ._context import HandlerFunc
 from ._errors import ConfigurationError
 from ._jobspec import as_sequence
 from ._queue import DEFAULT_LEASE, JobQueue
+from ._records import Outcome
 from ._runtime.handler import JobRunner
 from ._runtime.roster import Roster
 from ._runtime.supervisor import CrewSettings, supervise
@@ -170,8 +171,13 @@ class Worker:
         )
         if not claimed:
             return False
-        await JobRunner(self.queue, handlers, Roster()).execute(claimed[0])
+        await JobRunner(self.queue, handlers, Roster(), self._store_outcome).execute(claimed[0])
         return True
+
+    async def _store_outcome(self, outcome: Outcome) -> None:
+        # Shielded: the caller may be cancelled, and the outcome (or the hand-back) must land.
+        with anyio.CancelScope(shield=True):
+            await self.queue.backend.finish(outcome, now=self.queue.clock())
 
 
 def _positive(value: float, what: str, *, allow_zero: bool = False) -> None:

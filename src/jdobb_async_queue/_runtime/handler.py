@@ -7,7 +7,7 @@ worker cancels from outside it and hands the job back. :class:`JobRunner` is als
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -27,11 +27,18 @@ __all__ = ["JobRunner", "run_handler"]
 class JobRunner:
     """Runs claimed jobs through their handlers and reports each outcome to the backend."""
 
-    def __init__(self, queue: JobQueue, handlers: Mapping[str, HandlerFunc], roster: Roster):
+    def __init__(
+        self,
+        queue: JobQueue,
+        handlers: Mapping[str, HandlerFunc],
+        roster: Roster,
+        report: Callable[[Outcome], Awaitable[None]],
+    ) -> None:
         self._queue = queue
         self._backend = queue.backend
         self._handlers = handlers
         self._roster = roster
+        self._report = report
 
     async def execute(self, record: JobRecord) -> None:
         """Run one claimed job to its end and report the outcome (unless it was taken away)."""
@@ -39,17 +46,13 @@ class JobRunner:
         try:
             outcome = await self._attempt(record, entry)
         except anyio.get_cancelled_exc_class():
-            # The worker is stopping hard: hand the job back, due at once. Shielded because we
-            # are being cancelled and the release must still reach the backend.
-            with anyio.CancelScope(shield=True):
-                await self._report(Outcome(job_id=record.id, kind="release", fence=record.fence))
+            # The worker is stopping hard: hand the job back, due at once.
+            await self._report(Outcome(job_id=record.id, kind="release", fence=record.fence))
             raise
         finally:
             self._roster.remove(entry)
         if outcome is not None:
-            # Shielded: a finished job's outcome must be stored even if a stop begins now.
-            with anyio.CancelScope(shield=True):
-                await self._report(outcome)
+            await self._report(outcome)
 
     async def _attempt(self, record: JobRecord, entry: RunningJob) -> Outcome | None:
         handler = self._handlers.get(record.job_type)
@@ -81,9 +84,6 @@ class JobRunner:
             dep = await self._backend.get(dep_id, now=now)
             found[dep_id] = None if dep is None else dep.results
         return found
-
-    async def _report(self, outcome: Outcome) -> None:
-        await self._backend.finish(outcome, now=self._queue.clock())
 
 
 def _success(record: JobRecord, results: object) -> Outcome:

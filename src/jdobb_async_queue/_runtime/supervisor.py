@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -19,10 +20,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._context import HandlerFunc
 from .._queue import JobQueue
-from .._records import JobRecord
+from .._records import JobRecord, Outcome
 from ..backends.base import QueueBackend
 from .claimer import Claimer
 from .handler import JobRunner, run_handler
+from .reporter import hand_over, run_reporter
 from .roster import Roster
 
 __all__ = ["CrewSettings", "supervise"]
@@ -51,30 +53,34 @@ async def supervise(
     """Run a worker's actors until ``stop`` is set, then drain and return."""
     roster = Roster()
     wake_tx, wake_rx = anyio.create_memory_object_stream[None](1)
+    outcomes_tx, outcomes_rx = anyio.create_memory_object_stream[Outcome](settings.max_concurrent)
     async with anyio.create_task_group() as services:
         await services.start(_listen, queue.backend, roster, wake_tx)
         await services.start(_keep_leases, queue, roster, settings.lease, wake_tx.clone())
-        async with anyio.create_task_group() as crew:
-            claimer = await _start_crew(crew, queue, handlers, settings, roster, wake_rx)
-            task_status.started()
-            await stop.wait()
-            claimer.scope.cancel()
-            crew.cancel_scope.deadline = anyio.current_time() + settings.drain_timeout
+        async with anyio.create_task_group() as reporting:
+            await reporting.start(run_reporter, queue.backend, queue.clock, outcomes_rx)
+            async with outcomes_tx, anyio.create_task_group() as crew:
+                report = partial(hand_over, outcomes_tx)
+                runner = JobRunner(queue, handlers, roster, report)
+                claimer = await _start_crew(crew, queue, runner, settings, wake_rx)
+                task_status.started()
+                await stop.wait()
+                claimer.scope.cancel()
+                crew.cancel_scope.deadline = anyio.current_time() + settings.drain_timeout
+            # The crew is done; the reporter ends once it has stored the last outcome.
         services.cancel_scope.cancel()
 
 
 async def _start_crew(
     crew: TaskGroup,
     queue: JobQueue,
-    handlers: Mapping[str, HandlerFunc],
+    runner: JobRunner,
     settings: CrewSettings,
-    roster: Roster,
     wake_rx: MemoryObjectReceiveStream[None],
 ) -> Claimer:
     n = settings.max_concurrent
     credits_tx, credits_rx = anyio.create_memory_object_stream[None](n)
     jobs_tx, jobs_rx = anyio.create_memory_object_stream[JobRecord](n)
-    runner = JobRunner(queue, handlers, roster)
     async with jobs_rx, credits_tx:
         for _ in range(n):
             await crew.start(run_handler, runner, jobs_rx.clone(), credits_tx.clone())

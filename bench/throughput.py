@@ -1,0 +1,151 @@
+"""Throughput and latency of one Worker on no-op jobs, under asyncio and trio.
+
+N jobs are enqueued (one ``enqueue`` call each), then one Worker with ``max_concurrent`` handler
+actors processes them. Printed per event loop: enqueue jobs/s, processing jobs/s, p50/p99 of
+enqueue-to-start latency (measured on the pre-enqueued backlog, so it mostly shows queueing
+time) plus idle-worker latency (one job at a time, worker already waiting), peak memory
+(tracemalloc) and ``enqueue_many`` jobs/s for a batch of 10,000.
+
+    python bench/throughput.py                       # memory backend, 50,000 jobs
+    python bench/throughput.py --backend sqlite --url sqlite:///bench.db
+    python bench/throughput.py --backend redis --url redis://127.0.0.1:6379/0
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from jdobb_async_queue import JobContext, JobQueue, Worker
+
+
+@dataclass
+class Figures:
+    loop: str
+    enqueue_per_s: float
+    process_per_s: float
+    p50_ms: float
+    p99_ms: float
+    idle_p50_ms: float
+    peak_mib: float
+    bulk_per_s: float
+
+
+def open_queue(args: argparse.Namespace) -> JobQueue:
+    if args.backend == "memory":
+        return JobQueue(backend="memory")
+    if args.backend == "sqlite":
+        url = args.url or f"sqlite:///{tempfile.mkdtemp(prefix='jdobb-bench-')}/bench.db"
+        return JobQueue(backend="sqlite", url=url)
+    return JobQueue(backend="redis", url=args.url, namespace=f"bench-{uuid.uuid4().hex[:8]}")
+
+
+async def run_once(args: argparse.Namespace, loop: str) -> Figures:
+    queue = open_queue(args)
+    n = args.jobs
+    starts: dict[str, float] = {}
+    done = anyio.Event()
+    worker = Worker(queue, max_concurrent=args.concurrency, poll_interval=0.5)
+    enqueued_at: dict[str, float] = {}
+
+    @worker.handler("noop")
+    async def noop(ctx: JobContext) -> dict[str, Any] | None:
+        starts[ctx.id] = time.perf_counter()
+        if len(starts) == n:
+            done.set()
+        return None
+
+    tracemalloc.start() if args.memory else None
+    t0 = time.perf_counter()
+    for _ in range(n):
+        job_id = await queue.enqueue("noop")
+        enqueued_at[job_id] = time.perf_counter()
+    t1 = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        t2 = time.perf_counter()
+        tg.start_soon(worker.run)
+        await done.wait()
+        t3 = time.perf_counter()
+        idle = await idle_latency(queue, starts, args.idle_samples)
+        await worker.stop()
+    peak = tracemalloc.get_traced_memory()[1] / 2**20 if args.memory else float("nan")
+    tracemalloc.stop() if args.memory else None
+    bulk = await bulk_rate(queue)
+    await drop(queue)
+    await queue.close()
+    lat = sorted((starts[j] - enqueued_at[j]) * 1000 for j in enqueued_at)
+    return Figures(
+        loop=loop,
+        enqueue_per_s=n / (t1 - t0),
+        process_per_s=n / (t3 - t2),
+        p50_ms=lat[len(lat) // 2],
+        p99_ms=lat[int(len(lat) * 0.99)],
+        idle_p50_ms=statistics.median(idle) if idle else float("nan"),
+        peak_mib=peak,
+        bulk_per_s=bulk,
+    )
+
+
+async def idle_latency(queue: JobQueue, starts: dict[str, float], samples: int) -> list[float]:
+    """Enqueue-to-start latency with an idle, waiting worker: one job at a time."""
+    out = []
+    for _ in range(samples):
+        await anyio.sleep(0.005)  # let the worker go idle
+        t = time.perf_counter()
+        job_id = await queue.enqueue("noop")
+        with anyio.fail_after(10):
+            while job_id not in starts:
+                await anyio.sleep(0.0002)
+        out.append((starts[job_id] - t) * 1000)
+    return out
+
+
+async def bulk_rate(queue: JobQueue, n: int = 10_000) -> float:
+    items = [{"job_type": "bulk", "data": {"i": i}} for i in range(n)]
+    t = time.perf_counter()
+    await queue.enqueue_many(items)
+    return n / (time.perf_counter() - t)
+
+
+async def drop(queue: JobQueue) -> None:
+    drop_ns = getattr(queue.backend, "drop_namespace", None)
+    if drop_ns is not None:
+        await drop_ns()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--backend", choices=["memory", "sqlite", "redis"], default="memory")
+    parser.add_argument("--url", default=None)
+    parser.add_argument("--jobs", type=int, default=50_000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--loops", default="asyncio,trio")
+    parser.add_argument("--idle-samples", type=int, default=200)
+    parser.add_argument("--no-memory", dest="memory", action="store_false",
+                        help="skip tracemalloc (it slows everything down by ~2x)")
+    args = parser.parse_args()
+    if args.backend == "redis" and not args.url:
+        args.url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    print(f"backend={args.backend} jobs={args.jobs} max_concurrent={args.concurrency} "
+          f"python={sys.version.split()[0]} tracemalloc={'on' if args.memory else 'off'}")
+    header = (f"{'loop':8} {'enqueue/s':>10} {'process/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
+              f"{'idle p50':>9} {'peak MiB':>9} {'bulk/s':>9}")
+    print(header)
+    for loop in args.loops.split(","):
+        f = anyio.run(run_once, args, loop, backend=loop)
+        print(f"{f.loop:8} {f.enqueue_per_s:10,.0f} {f.process_per_s:10,.0f} {f.p50_ms:8.1f} "
+              f"{f.p99_ms:8.1f} {f.idle_p50_ms:9.3f} {f.peak_mib:9.1f} {f.bulk_per_s:9,.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""The reporter actor: stores the outcomes of finished attempts, many per backend call.
+
+Handlers hand each outcome over without waiting for the backend, and go on to their next job.
+The reporter writes whatever has piled up with one ``finish_many`` call (one transaction or one
+pipeline on the built-in backends). It is not cancelled on stop: it ends when every handler has
+closed its end of the stream, after writing the last outcome, so no result is ever dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .._records import Outcome
+from ..backends.base import QueueBackend
+
+__all__ = ["hand_over", "run_reporter"]
+
+#: Outcomes written per backend call, at most.
+BATCH = 256
+
+
+async def run_reporter(
+    backend: QueueBackend,
+    clock: Callable[[], float],
+    outcomes: MemoryObjectReceiveStream[Outcome],
+    *,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Write outcomes until every sender has closed its end."""
+    async with outcomes:
+        task_status.started()
+        async for first in outcomes:
+            batch = [first]
+            while len(batch) < BATCH:
+                try:
+                    batch.append(outcomes.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            await backend.finish_many(batch, now=clock())
+
+
+async def hand_over(outcomes: MemoryObjectSendStream[Outcome], outcome: Outcome) -> None:
+    """Give ``outcome`` to the reporter; never lost to a cancellation of the caller."""
+    try:
+        outcomes.send_nowait(outcome)
+    except anyio.WouldBlock:
+        # Shielded: a hard stop may be cancelling us, and the outcome must still be stored.
+        with anyio.CancelScope(shield=True):
+            await outcomes.send(outcome)
