@@ -46,8 +46,12 @@ class JobRunner:
         try:
             outcome = await self._attempt(record, entry)
         except anyio.get_cancelled_exc_class():
-            # The worker is stopping hard: hand the job back, due at once.
-            await self._report(Outcome(job_id=record.id, kind="release", fence=record.fence))
+            # The worker is stopping hard (drain deadline, or run() itself cancelled): hand the
+            # job back, due at once. Straight to the backend, shielded, because the reporter may
+            # be cancelled too and the release must land.
+            with anyio.CancelScope(shield=True):
+                release = Outcome(job_id=record.id, kind="release", fence=record.fence)
+                await self._backend.finish(release, now=self._queue.clock())
             raise
         finally:
             self._roster.remove(entry)

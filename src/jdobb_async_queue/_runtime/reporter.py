@@ -33,14 +33,27 @@ async def run_reporter(
     """Write outcomes until every sender has closed its end."""
     async with outcomes:
         task_status.started()
-        async for first in outcomes:
-            batch = [first]
-            while len(batch) < BATCH:
-                try:
-                    batch.append(outcomes.receive_nowait())
-                except (anyio.WouldBlock, anyio.EndOfStream):
-                    break
-            await backend.finish_many(batch, now=clock())
+        try:
+            async for first in outcomes:
+                await backend.finish_many([first, *_pending(outcomes, BATCH - 1)], now=clock())
+        except anyio.get_cancelled_exc_class():
+            # run() itself was cancelled: store what handlers already handed over (shielded,
+            # or finished jobs would wait for their leases to run out and run again).
+            with anyio.CancelScope(shield=True):
+                rest = _pending(outcomes, None)
+                if rest:
+                    await backend.finish_many(rest, now=clock())
+            raise
+
+
+def _pending(outcomes: MemoryObjectReceiveStream[Outcome], limit: int | None) -> list[Outcome]:
+    batch: list[Outcome] = []
+    while limit is None or len(batch) < limit:
+        try:
+            batch.append(outcomes.receive_nowait())
+        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            break
+    return batch
 
 
 async def hand_over(outcomes: MemoryObjectSendStream[Outcome], outcome: Outcome) -> None:

@@ -45,9 +45,13 @@ class Mailbox(Generic[T]):
             await self._ready.wait()
         return self._items.popleft()
 
-    async def __aiter__(self) -> AsyncIterator[T]:
-        while True:
-            yield await self.get()
+    # A plain async iterator, not an async generator: readers may stop at any point without
+    # leaving a generator for the garbage collector to finalize.
+    def __aiter__(self) -> Mailbox[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        return await self.get()
 
 
 class LocalHub:

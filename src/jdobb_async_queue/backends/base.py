@@ -138,7 +138,8 @@ class QueueBackend(ABC):
     async def finish(self, outcome: Outcome, *, now: float) -> bool:
         """Apply one :class:`Outcome` to a PROCESSING job whose fence matches (any, if None).
 
-        - ``complete``: COMPLETE, ``results``, ``progress = 1.0``, ``completed_at = now``.
+        - ``complete``: COMPLETE, ``results``, ``progress = 1.0``, ``error = None`` (an earlier
+          attempt's error is cleared), ``completed_at = now``.
         - ``fail`` with ``retry`` and ``attempts <= max_retries``: PENDING again, ``error`` set,
           ``execute_at = now + backoff_delay(retry_delay, attempts, outcome.jitter)``.
         - ``fail`` otherwise: FAILED with ``error``, ``completed_at = now``.

@@ -285,6 +285,7 @@ class MemoryBackend(QueueBackend):
         if outcome.kind == "complete":
             r.results = outcome.results
             r.progress = 1.0
+            r.error = None
             woken = self._end(r, "complete", now)
         elif outcome.kind == "release":
             r.attempts -= 1
