@@ -6,6 +6,7 @@ import inspect
 import os
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import TypeVar
 
 import anyio
@@ -14,8 +15,8 @@ from ._context import HandlerFunc
 from ._errors import ConfigurationError
 from ._jobspec import as_sequence
 from ._queue import DEFAULT_LEASE, JobQueue
-from ._records import Outcome
 from ._runtime.handler import JobRunner
+from ._runtime.reporter import store_outcome
 from ._runtime.roster import Roster
 from ._runtime.supervisor import CrewSettings, supervise
 
@@ -126,8 +127,11 @@ class Worker:
         """Whether ``run()`` is in progress."""
         return self._done is not None and not self._done.is_set()
 
-    async def run(self) -> None:
+    async def run(self, *, burst: bool = False) -> None:
         """Process jobs until :meth:`stop` is called.
+
+        :param burst: return instead of waiting once no job is claimable and none is running
+            (scheduled jobs not yet due are left for later)
 
         :raises ConfigurationError: if a job type has no handler, or the worker has none
         :raises RuntimeError: if the worker is already running
@@ -142,6 +146,7 @@ class Worker:
             poll_interval=self.poll_interval,
             lease=self.lease,
             drain_timeout=self.drain_timeout,
+            burst=burst,
         )
         self._stop, self._done = anyio.Event(), anyio.Event()
         try:
@@ -171,13 +176,9 @@ class Worker:
         )
         if not claimed:
             return False
-        await JobRunner(self.queue, handlers, Roster(), self._store_outcome).execute(claimed[0])
+        report = partial(store_outcome, self.queue)
+        await JobRunner(self.queue, handlers, Roster(), report).execute(claimed[0])
         return True
-
-    async def _store_outcome(self, outcome: Outcome) -> None:
-        # Shielded: the caller may be cancelled, and the outcome (or the hand-back) must land.
-        with anyio.CancelScope(shield=True):
-            await self.queue.backend.finish(outcome, now=self.queue.clock())
 
 
 def _positive(value: float, what: str, *, allow_zero: bool = False) -> None:

@@ -379,3 +379,24 @@ async def test_cancelling_run_hands_running_jobs_back() -> None:
     job = await queue.get(job_id)
     assert job is not None and job.status is JobStatus.PENDING
     assert not worker.is_running
+
+
+async def test_burst_runs_everything_claimable_then_returns() -> None:
+    queue = JobQueue()
+    worker = Worker(queue, max_concurrent=4)
+    ran: list[str] = []
+
+    @worker.handler("t")
+    async def handle(ctx: JobContext) -> None:
+        ran.append(ctx.id)
+
+    first = await queue.enqueue("t")
+    chained = await queue.enqueue("t", depends_on=[first])  # claimable only after `first`
+    others = [await queue.enqueue("t") for _ in range(10)]
+    later = await queue.enqueue("t", delay=3600)
+    with anyio.fail_after(5):
+        await worker.run(burst=True)
+    assert set(ran) == {first, chained, *others}
+    job = await queue.get(later)
+    assert job is not None and job.status is JobStatus.PENDING
+    assert not worker.is_running

@@ -21,7 +21,11 @@ __all__ = ["Claimer"]
 
 
 class Claimer:
-    """Claims jobs for one worker. ``scope`` lets the supervisor stop it."""
+    """Claims jobs for one worker. ``scope`` lets the supervisor stop it.
+
+    In burst mode (``burst`` given) it never sleeps: once nothing is claimable and no job is
+    running it calls ``burst`` and returns.
+    """
 
     def __init__(
         self,
@@ -32,6 +36,8 @@ class Claimer:
         worker_id: str,
         lease: float,
         poll_interval: float,
+        burst: Callable[[], None] | None = None,
+        capacity: int = 1,
     ) -> None:
         self._backend = backend
         self._clock = clock
@@ -39,6 +45,8 @@ class Claimer:
         self._worker_id = worker_id
         self._lease = lease
         self._poll_interval = poll_interval
+        self._burst = burst
+        self._capacity = capacity
         self.scope = anyio.CancelScope()
 
     async def run(
@@ -68,9 +76,18 @@ class Claimer:
                 idle = 1
             idle += _drain(credits)
             claimed = await self._claim(idle, jobs)
-            if claimed < idle:  # the queue has nothing more due right now
-                await self._sleep(wake)
             idle -= claimed
+            if idle == 0:
+                continue
+            # The queue has nothing more due right now.
+            if self._burst is None:
+                await self._sleep(wake)
+            elif idle == self._capacity:
+                self._burst()  # nothing running, nothing claimable: a burst run is over
+                return
+            else:
+                await credits.receive()  # a job ending may make others claimable
+                idle += 1
 
     async def _claim(self, limit: int, jobs: MemoryObjectSendStream[JobRecord]) -> int:
         # Shielded: jobs the backend has marked PROCESSING must reach a handler, not vanish

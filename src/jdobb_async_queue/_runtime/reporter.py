@@ -9,6 +9,7 @@ closed its end of the stream, after writing the last outcome, so no result is ev
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskStatus
@@ -17,7 +18,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._records import Outcome
 from ..backends.base import QueueBackend
 
-__all__ = ["hand_over", "run_reporter"]
+if TYPE_CHECKING:
+    from .._queue import JobQueue
+
+__all__ = ["hand_over", "run_reporter", "store_outcome"]
 
 #: Outcomes written per backend call, at most.
 BATCH = 256
@@ -64,3 +68,10 @@ async def hand_over(outcomes: MemoryObjectSendStream[Outcome], outcome: Outcome)
         # Shielded: a hard stop may be cancelling us, and the outcome must still be stored.
         with anyio.CancelScope(shield=True):
             await outcomes.send(outcome)
+
+
+async def store_outcome(queue: JobQueue, outcome: Outcome) -> None:
+    """Store ``outcome`` at once (burst mode and ``process_one``)."""
+    # Shielded: the caller may be cancelled, and the outcome (or the hand-back) must land.
+    with anyio.CancelScope(shield=True):
+        await queue.backend.finish(outcome, now=queue.clock())

@@ -24,7 +24,7 @@ from .._records import JobRecord, Outcome
 from ..backends.base import QueueBackend
 from .claimer import Claimer
 from .handler import JobRunner, run_handler
-from .reporter import hand_over, run_reporter
+from .reporter import hand_over, run_reporter, store_outcome
 from .roster import Roster
 
 __all__ = ["CrewSettings", "supervise"]
@@ -40,6 +40,7 @@ class CrewSettings:
     poll_interval: float
     lease: float
     drain_timeout: float
+    burst: bool = False
 
 
 async def supervise(
@@ -61,8 +62,12 @@ async def supervise(
             await reporting.start(run_reporter, queue.backend, queue.clock, outcomes_rx)
             async with outcomes_tx, anyio.create_task_group() as crew:
                 report = partial(hand_over, outcomes_tx)
+                if settings.burst:
+                    # Outcomes stored before the handler asks for more work, so the claimer
+                    # never ends a burst while a finished job's dependents are still unseen.
+                    report = partial(store_outcome, queue)
                 runner = JobRunner(queue, handlers, roster, report)
-                claimer = await _start_crew(crew, queue, runner, settings, wake_rx)
+                claimer = await _start_crew(crew, queue, runner, settings, wake_rx, stop)
                 task_status.started()
                 await stop.wait()
                 claimer.scope.cancel()
@@ -77,6 +82,7 @@ async def _start_crew(
     runner: JobRunner,
     settings: CrewSettings,
     wake_rx: MemoryObjectReceiveStream[None],
+    stop: anyio.Event,
 ) -> Claimer:
     n = settings.max_concurrent
     credits_tx, credits_rx = anyio.create_memory_object_stream[None](n)
@@ -91,6 +97,8 @@ async def _start_crew(
         worker_id=settings.worker_id,
         lease=settings.lease,
         poll_interval=settings.poll_interval,
+        burst=stop.set if settings.burst else None,
+        capacity=n,
     )
     await crew.start(claimer.run, credits_rx, jobs_tx, wake_rx)
     return claimer

@@ -246,7 +246,8 @@ class MemoryBackend(QueueBackend):
         now: float,
     ) -> list[JobRecord]:
         self._promote(now)
-        heaps = [self._ready[t] for t in (job_types or list(self._ready)) if t in self._ready]
+        types = list(self._ready) if job_types is None else job_types  # []: no type at all
+        heaps = [self._ready[t] for t in types if t in self._ready]
         claimed: list[JobRecord] = []
         while len(claimed) < limit:
             heap = min((h for h in heaps if h), key=lambda h: h[0], default=None)
