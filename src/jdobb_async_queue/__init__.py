@@ -29,6 +29,9 @@ from ._models import JobStatus as JobStatus
 from ._models import JobUpdate as JobUpdate
 from ._models import QueueStats as QueueStats
 from ._queue import JobQueue as JobQueue
+from ._tasks import Task as Task
+from ._tasks import TaskArgumentError as TaskArgumentError
+from ._tasks import TaskResult as TaskResult
 from ._worker import Worker as Worker
 from ._workflow import Workflow as Workflow
 from ._workflow import WorkflowStep as WorkflowStep
@@ -58,6 +61,9 @@ __all__ = [
     "QueueBackend",
     "QueueStats",
     "SerializationError",
+    "Task",
+    "TaskArgumentError",
+    "TaskResult",
     "UnknownDependencyError",
     "Worker",
     "Workflow",

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from ._codec import checked_copy
 from ._errors import InvalidJobError
@@ -23,7 +23,10 @@ from .backends import QueueBackend, open_backend
 from .backends.base import new_jitter
 
 if TYPE_CHECKING:
-    from ._tasks import TaskRegistry
+    from ._tasks import Task, TaskRegistry
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 __all__ = ["DEFAULT_LEASE", "JobQueue"]
 
@@ -299,11 +302,73 @@ class JobQueue:
             now=self.clock(),
         )
 
+    # -- tasks -------------------------------------------------------------------------------
+
+    @overload
+    def task(self, name: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+
+    @overload
+    def task(self, name: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        name: str | None = None,
+        *,
+        priority: JobPriority = ...,
+        max_retries: int = ...,
+        retry_delay: float = ...,
+        timeout: float | None = ...,
+        unique_key: str | Callable[..., str] | None = None,
+    ) -> _TaskDecorator: ...
+
+    def task(
+        self,
+        name: str | Callable[..., Any] | None = None,
+        *,
+        unique_key: str | Callable[..., str] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Register a function as a task: ``@queue.task`` or ``@queue.task("name", ...)``.
+
+        The function may be ``async def`` or plain ``def`` (run in a worker thread). Workers of
+        this queue with ``job_types=None`` run its tasks. See :class:`~jdobb_async_queue.Task`.
+
+        :param name: the task's job type (default: ``"<module>.<qualname>"``)
+        :param unique_key: a key, or a function of the task's arguments returning one
+        :param options: default ``enqueue`` options (``priority``, ``max_retries``,
+            ``retry_delay``, ``timeout``, ...)
+        :raises ConfigurationError: if a task of that name is already registered
+        """
+        from ._tasks import make_task
+
+        if callable(name):
+            return make_task(self, name, None, options, unique_key)
+
+        def decorate(func: Callable[..., Any]) -> Task[Any, Any]:
+            return make_task(self, func, name, options, unique_key)
+
+        return decorate
+
+    def _task_registry(self) -> TaskRegistry:
+        from ._tasks import TaskRegistry
+
+        if self._tasks is None:
+            self._tasks = TaskRegistry()
+        return self._tasks
+
     async def close(self) -> None:
         """Release the backend's connections, threads and files. Safe to call twice."""
         if not self._closed:
             self._closed = True
             await self._backend.aclose()
+
+
+class _TaskDecorator(Protocol):
+    @overload
+    def __call__(self, func: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> Task[P, R]: ...
 
 
 def _status(value: JobStatus | str) -> JobStatus:
