@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from jdobb_async_queue import (
+    BackendUnavailable,
     Broadcaster,
     ConfigurationError,
     JobContext,
@@ -400,3 +401,46 @@ async def test_burst_runs_everything_claimable_then_returns() -> None:
     job = await queue.get(later)
     assert job is not None and job.status is JobStatus.PENDING
     assert not worker.is_running
+
+
+class FlakyBackend(MemoryBackend):
+    """The memory backend with an outage switch: while down, every call fails as unavailable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise BackendUnavailable("the backend is down (test outage)")
+
+    async def claim_pending_job(self, job_types: Any, **kwargs: Any) -> Any:
+        self._check()
+        return await super().claim_pending_job(job_types, **kwargs)
+
+    async def finish_many(self, outcomes: Any, *, now: float) -> list[bool]:
+        self._check()
+        return await super().finish_many(outcomes, now=now)
+
+
+async def test_a_backend_outage_does_not_stop_the_worker() -> None:
+    backend = FlakyBackend()
+    queue = JobQueue(backend=backend)
+    worker = Worker(queue, poll_interval=0.05)
+    finished = anyio.Event()
+
+    @worker.handler("t")
+    async def handle(ctx: JobContext) -> None:
+        backend.down = True  # the outcome cannot be stored until it comes back
+        finished.set()
+
+    job_id = await queue.enqueue("t")
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            await finished.wait()
+            await anyio.sleep(0.2)  # the outage lasts a while (the worker retries meanwhile)
+            assert worker.is_running
+            backend.down = False
+            assert await wait_done(queue, job_id) is JobStatus.COMPLETE
+            await worker.stop()

@@ -8,7 +8,8 @@ due time, or ``poll_interval``, whichever comes first: never a busy loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 import anyio
 from anyio.abc import TaskStatus
@@ -16,6 +17,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._records import JobRecord
 from ..backends.base import QueueBackend
+from .backoff import retrying
 
 __all__ = ["Claimer"]
 
@@ -90,23 +92,30 @@ class Claimer:
                 idle += 1
 
     async def _claim(self, limit: int, jobs: MemoryObjectSendStream[JobRecord]) -> int:
-        # Shielded: jobs the backend has marked PROCESSING must reach a handler, not vanish
-        # with a claimer cancelled mid-call (they would wait for their lease to expire).
-        with anyio.CancelScope(shield=True):
-            claimed = await self._backend.claim_pending_job(
-                self._job_types,
-                limit=limit,
-                worker_id=self._worker_id,
-                lease=self._lease,
-                now=self._clock(),
-            )
+        claim = partial(
+            self._backend.claim_pending_job,
+            self._job_types,
+            limit=limit,
+            worker_id=self._worker_id,
+            lease=self._lease,
+        )
+        claimed = await retrying(lambda: self._shielded(claim), "claiming jobs")
         for record in claimed:
             jobs.send_nowait(record)  # never blocks: one buffer slot per handler
         return len(claimed)
 
+    async def _shielded(self, claim: Callable[..., Awaitable[list[JobRecord]]]) -> list[JobRecord]:
+        # Shielded: jobs the backend has marked PROCESSING must reach a handler, not vanish
+        # with a claimer cancelled mid-call (they would wait for their lease to expire).
+        with anyio.CancelScope(shield=True):
+            claimed = await claim(now=self._clock())
+        return claimed
+
     async def _sleep(self, wake: MemoryObjectReceiveStream[None]) -> None:
         now = self._clock()
-        due = await self._backend.next_due(self._job_types, now=now)
+        due = await retrying(
+            partial(self._backend.next_due, self._job_types, now=now), "looking for due jobs"
+        )
         timeout = self._poll_interval if due is None else min(self._poll_interval, due - now)
         # A floor of 1 ms: a backend reporting a due time in the past must not make us spin.
         with anyio.move_on_after(max(timeout, 0.001)):

@@ -15,8 +15,10 @@ import anyio
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .._errors import BackendUnavailable
 from .._records import Outcome
 from ..backends.base import QueueBackend
+from .backoff import logger, retrying
 
 if TYPE_CHECKING:
     from .._queue import JobQueue
@@ -39,7 +41,7 @@ async def run_reporter(
         task_status.started()
         try:
             async for first in outcomes:
-                await backend.finish_many([first, *_pending(outcomes, BATCH - 1)], now=clock())
+                await _store(backend, clock, [first, *_pending(outcomes, BATCH - 1)])
         except anyio.get_cancelled_exc_class():
             # run() itself was cancelled: store what handlers already handed over (shielded,
             # or finished jobs would wait for their leases to run out and run again).
@@ -48,6 +50,22 @@ async def run_reporter(
                 if rest:
                     await backend.finish_many(rest, now=clock())
             raise
+
+
+#: How long the reporter keeps retrying one batch through an outage before giving up on it;
+#: its jobs then run again once their leases run out (delivery is at least once).
+GIVE_UP_AFTER = 60.0
+
+
+async def _store(backend: QueueBackend, clock: Callable[[], float], batch: list[Outcome]) -> None:
+    async def attempt() -> list[bool]:
+        return await backend.finish_many(batch, now=clock())
+
+    try:
+        await retrying(attempt, "storing job outcomes", give_up_after=GIVE_UP_AFTER)
+    except BackendUnavailable as exc:
+        ids = ", ".join(o.job_id for o in batch)
+        logger.error("gave up storing outcomes of %s (they will run again): %s", ids, exc)
 
 
 def _pending(outcomes: MemoryObjectReceiveStream[Outcome], limit: int | None) -> list[Outcome]:

@@ -19,9 +19,11 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._context import HandlerFunc
+from .._errors import BackendUnavailable
 from .._queue import JobQueue
 from .._records import JobRecord, Outcome
 from ..backends.base import QueueBackend
+from .backoff import FIRST_DELAY, logger
 from .claimer import Claimer
 from .handler import JobRunner, run_handler
 from .reporter import hand_over, run_reporter, store_outcome
@@ -112,8 +114,19 @@ async def _listen(
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Turn the backend's notices into claimer wake-ups and handler cancellations."""
-    async with wake, backend.listen() as notices:
+    async with wake:
         task_status.started()
+        while True:
+            try:
+                await _relay(backend, roster, wake)
+            except BackendUnavailable as exc:
+                logger.warning("lost the backend's notices, listening again: %s", exc)
+            _poke(wake)  # something may have happened while we were not listening
+            await anyio.sleep(FIRST_DELAY)
+
+
+async def _relay(backend: QueueBackend, roster: Roster, wake: MemoryObjectSendStream[None]) -> None:
+    async with backend.listen() as notices:
         async for notice in notices:
             if notice.kind == "jobs":
                 _poke(wake)
@@ -134,10 +147,15 @@ async def _keep_leases(
     async with wake:
         task_status.started()
         while True:
-            if await backend.reclaim_expired(now=clock()):
-                _poke(wake)
-            await anyio.sleep(lease / 3)
-            await _renew(backend, clock, roster, lease)
+            try:
+                if await backend.reclaim_expired(now=clock()):
+                    _poke(wake)
+                await anyio.sleep(lease / 3)
+                await _renew(backend, clock, roster, lease)
+            except BackendUnavailable as exc:
+                # Try again soon: our leases run out if the outage lasts longer than they do.
+                logger.warning("lease upkeep failed, retrying: %s", exc)
+                await anyio.sleep(min(lease / 10, 1.0))
 
 
 async def _renew(
