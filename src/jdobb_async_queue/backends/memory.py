@@ -12,6 +12,7 @@ import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import msgspec
 
@@ -233,7 +234,9 @@ class MemoryBackend(QueueBackend):
                 if not broken_waits:
                     continue
             r.pending_deps += 1
-            self._dependents.setdefault(dep_id, []).append(r.id)
+            edges = self._dependents.setdefault(dep_id, [])
+            if r.id not in edges:  # a retried job may still have its old edge
+                edges.append(r.id)
         return broken
 
     async def claim_pending_job(
@@ -477,5 +480,23 @@ def transition_refused(status: str, event: Event) -> bool:
 
 
 def _copy(r: JobRecord) -> JobRecord:
-    """A snapshot the caller may keep: later transitions must not show through it."""
-    return msgspec.structs.replace(r)
+    """A snapshot the caller may keep and change: neither later transitions nor the caller's
+    changes show through it (as with a store that serializes). Payloads are copied through JSON,
+    which they are known to survive; empty ones cost nothing."""
+    copy = msgspec.structs.replace(r)
+    if r.data:
+        copy.data = _json_copy(r.data)
+    if r.metadata:
+        copy.metadata = _json_copy(r.metadata)
+    if r.results:
+        copy.results = _json_copy(r.results)
+    copy.depends_on = list(r.depends_on)
+    return copy
+
+
+_encode, _decode = msgspec.json.encode, msgspec.json.decode
+
+
+def _json_copy(value: dict[str, Any]) -> dict[str, Any]:
+    copied: dict[str, Any] = _decode(_encode(value))
+    return copied
