@@ -21,12 +21,14 @@ import tempfile
 import time
 import tracemalloc
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
 
-from jdobb_async_queue import JobContext, JobQueue, Worker
+from jdobb_async_queue import JobContext, JobQueue, Worker, current_job
 
 
 @dataclass
@@ -58,17 +60,31 @@ async def run_once(args: argparse.Namespace, loop: str) -> Figures:
     worker = Worker(queue, max_concurrent=args.concurrency, poll_interval=0.5)
     enqueued_at: dict[str, float] = {}
 
-    @worker.handler("noop")
-    async def noop(ctx: JobContext) -> dict[str, Any] | None:
-        starts[ctx.id] = time.perf_counter()
-        if len(starts) == n:
-            done.set()
-        return None
+    if args.tasks:
+        # The same no-op as a function task: measures what @queue.task adds over a handler.
+        @queue.task(name="noop")
+        async def noop_task() -> None:
+            ctx = current_job()
+            starts[ctx.id] = time.perf_counter()
+            if len(starts) == n:
+                done.set()
+
+        enqueue = noop_task.enqueue
+    else:
+
+        @worker.handler("noop")
+        async def noop(ctx: JobContext) -> dict[str, Any] | None:
+            starts[ctx.id] = time.perf_counter()
+            if len(starts) == n:
+                done.set()
+            return None
+
+        enqueue = partial(queue.enqueue, "noop")
 
     tracemalloc.start() if args.memory else None
     t0 = time.perf_counter()
     for _ in range(n):
-        job_id = await queue.enqueue("noop")
+        job_id = await enqueue()
         enqueued_at[job_id] = time.perf_counter()
     t1 = time.perf_counter()
     async with anyio.create_task_group() as tg:
@@ -76,7 +92,7 @@ async def run_once(args: argparse.Namespace, loop: str) -> Figures:
         tg.start_soon(worker.run)
         await done.wait()
         t3 = time.perf_counter()
-        idle = await idle_latency(queue, starts, args.idle_samples)
+        idle = await idle_latency(enqueue, starts, args.idle_samples)
         await worker.stop()
     peak = tracemalloc.get_traced_memory()[1] / 2**20 if args.memory else float("nan")
     tracemalloc.stop() if args.memory else None
@@ -96,13 +112,15 @@ async def run_once(args: argparse.Namespace, loop: str) -> Figures:
     )
 
 
-async def idle_latency(queue: JobQueue, starts: dict[str, float], samples: int) -> list[float]:
+async def idle_latency(
+    enqueue: Callable[[], Awaitable[str]], starts: dict[str, float], samples: int
+) -> list[float]:
     """Enqueue-to-start latency with an idle, waiting worker: one job at a time."""
     out = []
     for _ in range(samples):
         await anyio.sleep(0.005)  # let the worker go idle
         t = time.perf_counter()
-        job_id = await queue.enqueue("noop")
+        job_id = await enqueue()
         with anyio.fail_after(10):
             while job_id not in starts:
                 await anyio.sleep(0.0002)
@@ -131,12 +149,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--loops", default="asyncio,trio")
     parser.add_argument("--idle-samples", type=int, default=200)
+    parser.add_argument("--tasks", action="store_true",
+                        help="run the no-op as a @queue.task instead of a handler")
     parser.add_argument("--no-memory", dest="memory", action="store_false",
                         help="skip tracemalloc (it slows everything down by ~2x)")
     args = parser.parse_args()
     if args.backend == "redis" and not args.url:
         args.url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     print(f"backend={args.backend} jobs={args.jobs} max_concurrent={args.concurrency} "
+          f"{'tasks' if args.tasks else 'handlers'} "
           f"python={sys.version.split()[0]} tracemalloc={'on' if args.memory else 'off'}")
     header = (f"{'loop':8} {'enqueue/s':>10} {'process/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
               f"{'idle p50':>9} {'peak MiB':>9} {'bulk/s':>9}")
