@@ -59,6 +59,7 @@ async def run_once(args: argparse.Namespace, loop: str) -> Figures:
     done = anyio.Event()
     worker = Worker(queue, max_concurrent=args.concurrency, poll_interval=0.5)
     enqueued_at: dict[str, float] = {}
+    next_start: list[anyio.Event | None] = [None]  # set by the next job to start (idle latency)
 
     if args.tasks:
         # The same no-op as a function task: measures what @queue.task adds over a handler.
@@ -68,6 +69,8 @@ async def run_once(args: argparse.Namespace, loop: str) -> Figures:
             starts[ctx.id] = time.perf_counter()
             if len(starts) == n:
                 done.set()
+            if next_start[0] is not None:
+                next_start[0].set()
 
         enqueue = noop_task.enqueue
     else:
@@ -77,6 +80,8 @@ async def run_once(args: argparse.Namespace, loop: str) -> Figures:
             starts[ctx.id] = time.perf_counter()
             if len(starts) == n:
                 done.set()
+            if next_start[0] is not None:
+                next_start[0].set()
             return None
 
         enqueue = partial(queue.enqueue, "noop")
@@ -92,7 +97,7 @@ async def run_once(args: argparse.Namespace, loop: str) -> Figures:
         tg.start_soon(worker.run)
         await done.wait()
         t3 = time.perf_counter()
-        idle = await idle_latency(enqueue, starts, args.idle_samples)
+        idle = await idle_latency(enqueue, starts, next_start, args.idle_samples)
         await worker.stop()
     peak = tracemalloc.get_traced_memory()[1] / 2**20 if args.memory else float("nan")
     tracemalloc.stop() if args.memory else None
@@ -113,17 +118,21 @@ async def run_once(args: argparse.Namespace, loop: str) -> Figures:
 
 
 async def idle_latency(
-    enqueue: Callable[[], Awaitable[str]], starts: dict[str, float], samples: int
+    enqueue: Callable[[], Awaitable[str]],
+    starts: dict[str, float],
+    next_start: list[anyio.Event | None],
+    samples: int,
 ) -> list[float]:
     """Enqueue-to-start latency with an idle, waiting worker: one job at a time."""
     out = []
     for _ in range(samples):
         await anyio.sleep(0.005)  # let the worker go idle
+        started = anyio.Event()
+        next_start[0] = started
         t = time.perf_counter()
         job_id = await enqueue()
         with anyio.fail_after(10):
-            while job_id not in starts:
-                await anyio.sleep(0.0002)
+            await started.wait()
         out.append((starts[job_id] - t) * 1000)
     return out
 
@@ -142,7 +151,9 @@ async def drop(queue: JobQueue) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--backend", choices=["memory", "sqlite", "redis"], default="memory")
     parser.add_argument("--url", default=None)
     parser.add_argument("--jobs", type=int, default=50_000)

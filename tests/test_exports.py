@@ -42,7 +42,8 @@ def test_the_reference_imports_work() -> None:
     assert JobPriority.HIGH.weight == 10
     assert JobPriority.NORMAL.weight == 5
     assert JobPriority.LOW.weight == 1
-    assert [s.value for s in JobStatus] == ["pending", "processing", "complete", "failed", "cancelled"]
+    statuses = ["pending", "processing", "complete", "failed", "cancelled"]
+    assert [s.value for s in JobStatus] == statuses
 
 
 def test_library_code_uses_anyio_only() -> None:

@@ -158,10 +158,10 @@ async def test_standalone_worker_pattern(redis_url: str, anyio_backend: str) -> 
 
 
 def test_fastapi_pattern(redis_url: str) -> None:
-    from asgi_lifespan import LifespanManager
     from contextlib import asynccontextmanager
 
     import httpx
+    from asgi_lifespan import LifespanManager
     from fastapi import FastAPI
 
     namespace = f"fastapi-{os.getpid()}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from jdobb_async_queue import (
@@ -61,7 +62,7 @@ async def test_never_runs_more_jobs_than_max_concurrent() -> None:
         peak = max(peak, running)
         stats = await queue.stats()
         assert stats.processing <= 3  # claimed only for idle handlers, never buffered
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         running -= 1
 
     ids = [await queue.enqueue("t") for _ in range(30)]
