@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from ._codec import checked_copy
@@ -26,7 +26,7 @@ class Broadcaster:
     def __init__(self, queue: JobQueue) -> None:
         self._queue = queue
 
-    async def subscribe(self, job_id: str) -> AsyncIterator[JobUpdate]:
+    async def subscribe(self, job_id: str) -> AsyncGenerator[JobUpdate, None]:
         """Yield the job's updates until it is COMPLETE, FAILED or CANCELLED.
 
         The first update is the job's state when you subscribe; if that is already final, it is

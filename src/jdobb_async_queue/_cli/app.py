@@ -1,0 +1,310 @@
+"""The typer app: global options and the queue commands (``worker`` is in :mod:`.serve`).
+
+Each queue command parses its text arguments first (usage errors before any I/O), then runs one
+coroutine on asyncio with a freshly opened :class:`JobQueue` that is always closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import anyio
+import typer
+
+from .. import __version__
+from .._errors import JobNotFoundError
+from .._models import Job, JobPriority, JobStatus
+from .._queue import JobQueue
+from .boundary import CommandError
+from .follow import follow_bar, follow_lines
+from .inputs import NAMESPACE_ENV, URL_ENV, QueueAddress, parse_json_object, parse_time
+from .render import emit_json, job_panel, jobs_table, stats_table, stdout
+from .serve import worker
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="jdobb-queue",
+    help="Enqueue, inspect and run the jobs of a jdobb-async-queue queue.",
+    add_completion=False,
+    pretty_exceptions_enable=False,  # a bug's traceback stays plain (and shows no locals)
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print JSON for scripts instead of a rich display.")
+]
+JobId = Annotated[str, typer.Argument(metavar="ID", help="The job's id.")]
+QueueOp = Callable[[JobQueue], Awaitable[int]]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"jdobb-queue {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def configure(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            envvar=URL_ENV,
+            show_envvar=True,
+            help="The queue: sqlite:///jobs.db, redis://host:6379/0 (required; not used by "
+            "'worker', which runs on the queue its module built).",
+        ),
+    ] = None,
+    namespace: Annotated[
+        str,
+        typer.Option(envvar=NAMESPACE_ENV, show_envvar=True, help="Key prefix on Redis."),
+    ] = "default",
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Enqueue, inspect and run the jobs of a jdobb-async-queue queue."""
+    ctx.obj = QueueAddress(url, namespace)
+
+
+def _run(ctx: typer.Context, op: QueueOp) -> None:
+    """Run ``op`` on asyncio with the queue of the global options; exit with what it returns."""
+    address = ctx.find_object(QueueAddress)
+    assert address is not None  # the app callback always sets it
+    code = anyio.run(_with_queue, address, op)
+    if code:
+        raise typer.Exit(code)
+
+
+async def _with_queue(address: QueueAddress, op: QueueOp) -> int:
+    async with address.open() as queue:
+        return await op(queue)
+
+
+async def _existing(queue: JobQueue, job_id: str) -> Job:
+    job = await queue.get(job_id)
+    if job is None:
+        raise JobNotFoundError(job_id)
+    return job
+
+
+def _show(job: Job, as_json: bool) -> None:
+    if as_json:
+        emit_json(job.model_dump(mode="json"))
+    else:
+        stdout.print(job_panel(job))
+
+
+@app.command()
+def enqueue(
+    ctx: typer.Context,
+    job_type: Annotated[str, typer.Argument(metavar="TYPE", help="Which handler runs it.")],
+    data: Annotated[
+        str | None, typer.Option("--data", "-d", metavar="JSON", help="The payload object.")
+    ] = None,
+    priority: Annotated[JobPriority, typer.Option(case_sensitive=False)] = JobPriority.NORMAL,
+    delay: Annotated[
+        float | None, typer.Option(min=0, metavar="SECONDS", help="Not run before then.")
+    ] = None,
+    metadata: Annotated[
+        str | None, typer.Option(metavar="JSON", help="An object stored beside the payload.")
+    ] = None,
+    max_retries: Annotated[int, typer.Option(min=0, help="Failed attempts retried.")] = 0,
+    retry_delay: Annotated[float, typer.Option(min=0, metavar="SECONDS")] = 1.0,
+    timeout: Annotated[
+        float | None, typer.Option(metavar="SECONDS", help="Longest time one attempt may run.")
+    ] = None,
+    ttl: Annotated[
+        int | None, typer.Option(metavar="SECONDS", help="Kept that long once finished.")
+    ] = None,
+    job_id: Annotated[str | None, typer.Option("--id", help="Your own id.")] = None,
+    unique_key: Annotated[
+        str | None, typer.Option(help="Not enqueued while a live job holds this key.")
+    ] = None,
+    depends_on: Annotated[
+        list[str] | None, typer.Option(metavar="ID", help="Run after this job (repeatable).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Enqueue a job and print its id (with --json, the whole job)."""
+    options: dict[str, Any] = {
+        "data": parse_json_object(data, "--data"),
+        "metadata": parse_json_object(metadata, "--metadata"),
+        "priority": priority,
+        "delay": delay,
+        "max_retries": max_retries,
+        "retry_delay": retry_delay,
+        "timeout": timeout,
+        "ttl": ttl,
+        "job_id": job_id,
+        "unique_key": unique_key,
+        "depends_on": depends_on or None,
+    }
+
+    async def op(queue: JobQueue) -> int:
+        new_id = await queue.enqueue(job_type, **options)
+        if as_json:
+            _show(await _existing(queue, new_id), as_json=True)
+        else:
+            typer.echo(new_id)
+        return 0
+
+    _run(ctx, op)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    job_id: JobId,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Show live progress until the job ends; exit 0 if it ends COMPLETE, 1 if "
+            "FAILED or CANCELLED (with --json: one JSON update per line).",
+        ),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a job. Exit 1 if there is no job with this id."""
+
+    async def op(queue: JobQueue) -> int:
+        if not follow:
+            _show(await _existing(queue, job_id), as_json)
+            return 0
+        if as_json:
+            final = await follow_lines(queue, job_id)
+        else:
+            final = await follow_bar(queue, job_id)
+            job = await queue.get(job_id)
+            if job is not None:  # None if its ttl ran out in the meantime
+                stdout.print(job_panel(job))
+        return 0 if final is JobStatus.COMPLETE else 1
+
+    _run(ctx, op)
+
+
+@app.command("list")
+def list_jobs(
+    ctx: typer.Context,
+    status: Annotated[
+        JobStatus | None, typer.Option("--status", "-s", case_sensitive=False)
+    ] = None,
+    job_type: Annotated[str | None, typer.Option("--type", "-t", metavar="TYPE")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0)] = 20,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """List jobs, most recently updated first (with --status pending: in claim order)."""
+
+    async def op(queue: JobQueue) -> int:
+        jobs = await queue.list_jobs(status, job_type=job_type, limit=limit, offset=offset)
+        if as_json:
+            emit_json([job.model_dump(mode="json") for job in jobs])
+        else:
+            stdout.print(jobs_table(jobs, limit=limit, width=stdout.width))
+        return 0
+
+    _run(ctx, op)
+
+
+@app.command()
+def stats(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Count jobs by status."""
+
+    async def op(queue: JobQueue) -> int:
+        counts = await queue.stats()
+        if as_json:
+            emit_json(counts.model_dump(mode="json"))
+        else:
+            stdout.print(stats_table(counts))
+        return 0
+
+    _run(ctx, op)
+
+
+@app.command()
+def cancel(
+    ctx: typer.Context,
+    job_id: JobId,
+    reason: Annotated[str | None, typer.Option(help="Stored as the job's error.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Cancel a PENDING or PROCESSING job (and the jobs that depend on it)."""
+
+    async def op(queue: JobQueue) -> int:
+        if not await queue.cancel(job_id, reason):
+            await _refused(queue, job_id, "cancelled", "PENDING or PROCESSING")
+        _done(await _existing(queue, job_id), "cancelled", as_json)
+        return 0
+
+    _run(ctx, op)
+
+
+@app.command()
+def retry(
+    ctx: typer.Context,
+    job_id: JobId,
+    delay: Annotated[float, typer.Option(min=0, metavar="SECONDS")] = 0.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Send a FAILED or CANCELLED job back to PENDING, its attempts cleared."""
+
+    async def op(queue: JobQueue) -> int:
+        if not await queue.retry(job_id, delay=delay):
+            await _refused(queue, job_id, "retried", "FAILED or CANCELLED")
+        _done(await _existing(queue, job_id), "retrying", as_json)
+        return 0
+
+    _run(ctx, op)
+
+
+async def _refused(queue: JobQueue, job_id: str, action: str, allowed: str) -> None:
+    job = await _existing(queue, job_id)
+    raise CommandError(f"job {job_id} is {job.status.value}: only {allowed} jobs can be {action}")
+
+
+def _done(job: Job, what: str, as_json: bool) -> None:
+    if as_json:
+        emit_json(job.model_dump(mode="json"))
+    else:
+        typer.echo(f"{what} {job.id}")
+
+
+@app.command()
+def purge(
+    ctx: typer.Context,
+    status: Annotated[
+        list[JobStatus] | None,
+        typer.Option(
+            "--status", "-s", case_sensitive=False, help="Repeatable (default: every final one)."
+        ),
+    ] = None,
+    before: Annotated[
+        str | None,
+        typer.Option(metavar="ISO-8601", help="Only jobs finished before then (default: local)."),
+    ] = None,
+    job_type: Annotated[str | None, typer.Option("--type", "-t", metavar="TYPE")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete finished jobs (COMPLETE, FAILED, CANCELLED) and print how many."""
+    cutoff = parse_time(before, "--before")
+
+    async def op(queue: JobQueue) -> int:
+        count = await queue.purge(status or None, before=cutoff, job_type=job_type)
+        if as_json:
+            emit_json({"purged": count})
+        else:
+            typer.echo(f"purged {count} job{'' if count == 1 else 's'}")
+        return 0
+
+    _run(ctx, op)
+
+
+app.command("worker")(worker)

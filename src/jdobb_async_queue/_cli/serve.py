@@ -1,0 +1,303 @@
+"""The ``worker`` command: find the user's Worker, log every job's outcome, stop on signals.
+
+Stopping, as a process manager expects it::
+
+    SIGINT or SIGTERM   stop claiming; running jobs finish (up to the worker's drain_timeout,
+                        then they are handed back); exit 0
+    the second signal   cancel Worker.run() at once: the runtime hands running jobs back to the
+                        queue (PENDING, due now); exit 128 + that signal's number
+
+The queue is the one the user's module built (``worker.queue``): ``--url`` does not apply here.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import importlib.util
+import inspect
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Annotated, Any
+
+import anyio
+import typer
+from anyio.abc import TaskGroup, TaskStatus
+
+from .._context import HandlerFunc, JobContext
+from .._errors import JobQueueError
+from .._queue import check_results
+from .._worker import Worker
+
+__all__ = ["Loop", "StopState", "load_target", "log_outcomes", "run_worker", "serve", "worker"]
+
+log = logging.getLogger("jdobb_async_queue.cli")
+
+_TARGET_HINT = "'MODULE:ATTRIBUTE'"
+
+
+class Loop(str, enum.Enum):
+    """The event loops ``worker --loop`` can run on."""
+
+    ASYNCIO = "asyncio"
+    TRIO = "trio"
+
+
+def worker(
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODULE:ATTRIBUTE",
+            help="A Worker, or a function (sync or async) returning one; imported from the "
+            "current directory.",
+        ),
+    ],
+    loop: Annotated[Loop, typer.Option(case_sensitive=False)] = Loop.ASYNCIO,
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", "-c", min=1, help="Jobs at once (default: the worker's)."),
+    ] = None,
+    burst: Annotated[
+        bool, typer.Option("--burst", help="Exit once no job is due and none is running.")
+    ] = False,
+) -> None:
+    """Run a worker until SIGINT/SIGTERM (a second one stops at once), or, with --burst,
+    until the queue is empty. Logs one line per job outcome on stderr."""
+    if loop is Loop.TRIO and importlib.util.find_spec("trio") is None:
+        raise typer.BadParameter("trio is not installed: pip install trio", param_hint="'--loop'")
+    configure_logging()
+    found = load_target(target)
+    state = StopState()
+    run = partial(
+        run_worker,
+        found,
+        target,
+        concurrency=concurrency,
+        burst=burst,
+        loop=loop.value,
+        state=state,
+    )
+    anyio.run(run, backend=loop.value)
+    if state.exit_code:
+        raise typer.Exit(state.exit_code)
+
+
+def load_target(spec: str) -> object:
+    """Import ``module:attribute`` (the attribute may be dotted) from the current directory.
+
+    :raises typer.BadParameter: for a malformed spec, a module that does not exist, or a
+        missing attribute (an error raised *inside* the user's module propagates as is: its
+        traceback is what the user needs)
+    """
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise typer.BadParameter(
+            f"expected module:attribute such as myapp.jobs:worker, not {spec!r}",
+            param_hint=_TARGET_HINT,
+        )
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)  # `jdobb-queue worker app:w` finds ./app.py, as python -m does
+    try:
+        found: object = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not _is_prefix(exc.name, module_name):
+            raise  # the user's module imports something missing: show where
+        raise typer.BadParameter(f"no module named {exc.name!r}", param_hint=_TARGET_HINT) from None
+    for name in attribute.split("."):
+        try:
+            found = getattr(found, name)
+        except AttributeError:
+            raise typer.BadParameter(
+                f"{module_name!r} has no attribute {attribute!r}", param_hint=_TARGET_HINT
+            ) from None
+    return found
+
+
+def _is_prefix(missing: str, module_name: str) -> bool:
+    return module_name == missing or module_name.startswith(missing + ".")
+
+
+async def build_worker(target: object, spec: str) -> Worker:
+    """``target`` itself if it is a Worker, else what calling it (and awaiting that) returns.
+
+    :raises typer.BadParameter: if that is not a :class:`Worker`
+    """
+    if isinstance(target, Worker):
+        return target
+    if not callable(target):
+        raise typer.BadParameter(
+            f"{spec} is a {type(target).__name__}: expected a Worker or a callable returning one",
+            param_hint=_TARGET_HINT,
+        )
+    made = target()
+    if inspect.isawaitable(made):
+        made = await made
+    if not isinstance(made, Worker):
+        raise typer.BadParameter(
+            f"{spec}() returned a {type(made).__name__}, not a Worker", param_hint=_TARGET_HINT
+        )
+    return made
+
+
+@dataclass
+class StopState:
+    """What the signal watcher has seen, read by the outcome log and for the exit status."""
+
+    first: signal.Signals | None = None
+    hard: signal.Signals | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 after a graceful stop (or none), 128 + the signal's number after a hard stop."""
+        return 0 if self.hard is None else 128 + int(self.hard)
+
+
+def log_outcomes(worker: Worker, state: StopState) -> None:
+    """Wrap every handler of ``worker`` (tasks included) so that each job logs one line.
+
+    The Worker has no outcome hook yet, so its handler table is replaced in place before
+    ``run()``; the wrapped handlers behave exactly as the originals.
+    """
+    handlers = worker._all_handlers()
+    worker._handlers = {job_type: _logged(h, state) for job_type, h in handlers.items()}
+
+
+def _logged(handler: HandlerFunc, state: StopState) -> HandlerFunc:
+    async def logged(ctx: JobContext) -> dict[str, Any] | None:
+        started = time.perf_counter()
+        try:
+            results = await handler(ctx)
+        except anyio.get_cancelled_exc_class():
+            _log_interrupted(ctx, time.perf_counter() - started, state)
+            raise
+        except Exception as exc:
+            _log_failure(ctx, _describe(exc))
+            raise
+        try:
+            check_results(results)  # the runtime fails the job for this too; say so here
+        except JobQueueError as exc:
+            _log_failure(ctx, f"handler returned an invalid result: {exc}")
+        else:
+            log.info("job %s %s complete in %s", ctx.id, ctx.job_type, _ms(started))
+        return results
+
+    return logged
+
+
+def _log_failure(ctx: JobContext, error: str) -> None:
+    job = ctx.job
+    retry = ""
+    if ctx.attempt <= job.max_retries:
+        retry = f" (attempt {ctx.attempt} of {job.max_retries + 1}, will retry)"
+    log.warning("job %s %s failed: %s%s", ctx.id, ctx.job_type, error, retry)
+
+
+def _log_interrupted(ctx: JobContext, elapsed: float, state: StopState) -> None:
+    timeout = ctx.job.timeout
+    if timeout is not None and elapsed >= timeout:
+        _log_failure(ctx, f"timed out after {timeout:g}s")
+    elif state.first is not None:
+        # A hard stop, or the drain deadline after the first signal: the runtime hands it back.
+        log.warning("job %s %s handed back to the queue (worker stopping)", ctx.id, ctx.job_type)
+    else:
+        log.warning("job %s %s cancelled after %.1f ms", ctx.id, ctx.job_type, elapsed * 1000)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _ms(started: float) -> str:
+    return f"{(time.perf_counter() - started) * 1000:.1f} ms"
+
+
+async def run_worker(
+    target: object,
+    spec: str,
+    *,
+    concurrency: int | None,
+    burst: bool,
+    loop: str,
+    state: StopState,
+) -> None:
+    """Build the Worker from ``target``, apply ``--concurrency``, log, and serve until stopped.
+
+    The worker's queue is closed at the end, whatever happened.
+
+    :raises typer.BadParameter: if ``target`` gives no Worker
+    :raises ConfigurationError: from ``Worker.run()``, e.g. when it has no handler
+    """
+    worker = await build_worker(target, spec)
+    try:
+        if concurrency is not None:
+            worker.max_concurrent = concurrency  # a plain attribute, read when run() starts
+        log_outcomes(worker, state)
+        _, types = worker._resolve()  # ConfigurationError now (no handler) rather than mid-start
+        log.info(
+            "worker %s started on %s: %s; concurrency %d%s",
+            worker.worker_id,
+            loop,
+            ", ".join(types),
+            worker.max_concurrent,
+            "; burst" if burst else "",
+        )
+        await serve(worker, burst=burst, state=state)
+    finally:
+        # Shielded: the backend's connections must be released even after a hard stop.
+        with anyio.CancelScope(shield=True):
+            await worker.queue.close()
+    log.info("worker %s stopped", worker.worker_id)
+
+
+async def serve(worker: Worker, *, burst: bool, state: StopState) -> None:
+    """Run ``worker`` until it stops: by itself (``burst``), or on SIGINT / SIGTERM.
+
+    The first signal calls ``worker.stop()``; the second cancels ``worker.run()``.
+    """
+    async with anyio.create_task_group() as tg:
+        await tg.start(_watch_signals, worker, tg, state)
+        await worker.run(burst=burst)
+        tg.cancel_scope.cancel()  # ended by itself or by stop(): the watcher is done too
+
+
+async def _watch_signals(
+    worker: Worker,
+    tg: TaskGroup,
+    state: StopState,
+    *,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            if state.first is None:
+                state.first = signum
+                log.info(
+                    "%s: finishing running jobs (up to %gs); send it again to stop at once",
+                    signum.name,
+                    worker.drain_timeout,
+                )
+                tg.start_soon(worker.stop)
+            else:
+                state.hard = signum
+                log.warning(
+                    "%s again: stopping now, running jobs go back to the queue", signum.name
+                )
+                tg.cancel_scope.cancel()
+                return
+
+
+def configure_logging() -> None:
+    """One line per event on stderr: time, level, message."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
