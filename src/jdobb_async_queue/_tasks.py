@@ -12,38 +12,67 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, cast
 
 import anyio
 import anyio.from_thread
 import anyio.to_thread
+from anyio.lowlevel import RunVar
+from typing_extensions import Unpack
 
 from ._broadcast import Broadcaster
 from ._codec import dump_json
 from ._context import HandlerFunc, JobContext
 from ._errors import ConfigurationError, InvalidJobError, JobCancelled, JobFailed
-from ._jobspec import ENQUEUE_OPTIONS
-from ._models import Job, JobStatus
+from ._jobspec import ENQUEUE_OPTIONS, build_record
+from ._models import Job, JobPriority, JobStatus, JobUpdate
 
 if TYPE_CHECKING:
-    from anyio.from_thread import BlockingPortal
-
     from ._queue import JobQueue
 
-__all__ = ["SYNC_TASK_THREADS", "Task", "TaskArgumentError", "TaskRegistry", "TaskResult"]
+__all__ = [
+    "SYNC_TASK_THREADS",
+    "EnqueueOptions",
+    "Task",
+    "TaskArgumentError",
+    "TaskRegistry",
+    "TaskResult",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: Plain ``def`` tasks of one queue run in worker threads, at most this many at once.
+#: Plain ``def`` tasks of one queue run in worker threads, at most this many at once per event
+#: loop (read when a queue's first plain ``def`` task starts in that loop).
 SYNC_TASK_THREADS = 16
+
+_DATA_KEYS = frozenset({"args", "kwargs"})
+
+
+class EnqueueOptions(TypedDict, total=False):
+    """The options ``Task.with_options`` takes: those of ``JobQueue.enqueue``."""
+
+    priority: JobPriority
+    ttl: int | None
+    metadata: dict[str, Any] | None
+    job_id: str | None
+    delay: float | timedelta | None
+    execute_at: datetime | None
+    max_retries: int
+    retry_delay: float
+    timeout: float | None
+    depends_on: Sequence[str] | None
+    #: A key, or a function of the task's arguments returning one.
+    unique_key: str | Callable[..., str] | None
 
 
 class TaskArgumentError(InvalidJobError, TypeError):
-    """The arguments given to ``Task.enqueue`` do not fit the function's signature."""
+    """The arguments of a task call do not fit the function's signature (or its stored data is
+    not ``{"args": [...], "kwargs": {...}}``)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +110,11 @@ class Task(Generic[P, R]):
     ``await task(*args, **kwargs)`` calls the function directly, here.
     """
 
+    # Copied from the function by functools.update_wrapper.
+    __name__: str
+    __qualname__: str
+    __wrapped__: Callable[..., Any]
+
     def __init__(
         self,
         queue: JobQueue,
@@ -89,14 +123,18 @@ class Task(Generic[P, R]):
         options: dict[str, Any],
         unique_key: str | Callable[P, str] | None = None,
     ) -> None:
+        # First, so that nothing it copies (a __dict__ holding "name", "queue", ...) can
+        # overwrite the task's own attributes.
+        functools.update_wrapper(self, func, updated=())
         self.queue = queue
         self.func = func
         self.name = name
         self.options = options
         self.unique_key = unique_key
-        self._signature = inspect.signature(func)
-        self._portal: BlockingPortal | None = None
-        functools.update_wrapper(self, func)
+        self._signature = _signature(func)
+        #: Runs a coroutine function to its end from synchronous code: set by the blocking
+        #: ``jdobb_async_queue.sync.JobQueue`` for its tasks (through its loop thread).
+        self._runner: Callable[[Callable[[], Coroutine[Any, Any, Any]]], Any] | None = None
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
@@ -108,14 +146,24 @@ class Task(Generic[P, R]):
             return cast(R, await result)
         return result
 
-    def with_options(self, **options: Any) -> Task[P, R]:
+    def with_options(self, **options: Unpack[EnqueueOptions]) -> Task[P, R]:
         """Return a task whose ``enqueue`` uses these ``enqueue`` options; ``self`` is unchanged.
 
-        :raises InvalidJobError: for an option ``enqueue`` does not have
+        Options given here replace the task's own (``delay`` and ``execute_at`` replace each
+        other).
+
+        :raises InvalidJobError: for an option ``enqueue`` does not have, or a bad value
         """
-        _check_options(options)
-        twin: Task[P, R] = Task(self.queue, self.func, self.name, {**self.options, **options})
-        twin.unique_key, twin._portal = self.unique_key, self._portal
+        given: dict[str, Any] = dict(options)
+        unique_key = given.pop("unique_key", self.unique_key)
+        merged = dict(self.options)
+        if "delay" in given or "execute_at" in given:
+            merged.pop("delay", None)
+            merged.pop("execute_at", None)
+        merged.update(given)
+        _check_options(self.name, merged, unique_key)
+        twin: Task[P, R] = Task(self.queue, self.func, self.name, merged, unique_key)
+        twin._runner = self._runner
         return twin
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> str:
@@ -134,11 +182,12 @@ class Task(Generic[P, R]):
         return await self.queue.enqueue(self.name, data, **options)
 
     def _data(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        try:
-            self._signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TaskArgumentError(f"{self.name}: {exc}") from None
-        data = {"args": list(args), "kwargs": kwargs}
+        if self._signature is not None:
+            try:
+                self._signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TaskArgumentError(f"{self.name}: {exc}") from None
+        data = {"args": list(args), "kwargs": dict(kwargs)}
         dump_json(data, f"the arguments of {self.name}")
         return data
 
@@ -151,23 +200,32 @@ class Task(Generic[P, R]):
         """Wait for a call to end (on pushed updates) and return the function's value.
 
         :raises JobFailed: if the job ended FAILED (``error`` holds the job's error)
-        :raises JobCancelled: if it was cancelled
+        :raises JobCancelled: if it was cancelled (``error`` holds the reason)
         :raises TimeoutError: if ``timeout`` seconds pass first
         :raises JobNotFoundError: for an unknown job
         """
+        last: JobUpdate | None = None
         with anyio.fail_after(timeout):
-            async for _ in Broadcaster(self.queue).subscribe(job_id):
-                pass
-        job = await self.queue.get(job_id)
-        if job is None or job.status is JobStatus.CANCELLED:
-            raise JobCancelled(job_id, None if job is None else job.error)
-        if job.status is JobStatus.FAILED:
-            raise JobFailed(job_id, job.error)
-        return cast(R, (job.results or {}).get("result"))
+            async with aclosing(Broadcaster(self.queue).subscribe(job_id)) as updates:
+                async for update in updates:
+                    last = update
+        # The subscription ends after the terminal update, which carries the outcome: no second
+        # read, so a job whose ttl deletes it at once still reports its result.
+        if last is None or not last.status.is_terminal:
+            raise RuntimeError(f"the updates of job {job_id} stopped before it ended")
+        if last.status is JobStatus.CANCELLED:
+            raise JobCancelled(job_id, last.error)
+        if last.status is JobStatus.FAILED:
+            raise JobFailed(job_id, last.error)
+        return cast(R, (last.results or {}).get("result"))
 
-    async def cancel(self, job_id: str) -> bool:
-        """Cancel a pending or running call (``queue.cancel``)."""
-        return await self.queue.cancel(job_id)
+    async def cancel(self, job_id: str, reason: str | None = None) -> bool:
+        """Cancel a pending or running call (``queue.cancel``); ``False`` if it had ended.
+
+        A running ``async def`` call is cancelled at its next ``await``; a running plain ``def``
+        call is abandoned (its thread runs on, its result discarded).
+        """
+        return await self.queue.cancel(job_id, reason)
 
     # -- blocking twins ------------------------------------------------------------------------
 
@@ -184,11 +242,20 @@ class Task(Generic[P, R]):
         return cast(R, self._blocking(functools.partial(self.wait, job_id, timeout=timeout)))
 
     def _blocking(self, call: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-        if self._portal is not None:
-            return self._portal.call(call)
+        if self._runner is not None:
+            return self._runner(call)
+        started = False
+
+        async def run() -> Any:
+            nonlocal started
+            started = True
+            return await call()
+
         try:
-            return anyio.from_thread.run(call)
+            return anyio.from_thread.run(run)
         except RuntimeError:
+            if started:
+                raise  # raised by the call itself, not by the lack of an event loop
             raise RuntimeError(
                 f"{self.name}: the blocking twins need a jdobb_async_queue.sync.JobQueue, or a "
                 "thread started by anyio; from async code, await enqueue()/wait() instead"
@@ -200,7 +267,11 @@ class TaskRegistry:
 
     def __init__(self) -> None:
         self._tasks: dict[str, Task[Any, Any]] = {}
-        self._limiter: anyio.CapacityLimiter | None = None
+        # One limiter per event loop: a limiter belongs to the loop it was made in, and a queue
+        # may outlive one (``anyio.run`` twice, or asyncio then trio).
+        self._limiter: RunVar[anyio.CapacityLimiter | None] = RunVar(
+            f"jdobb_async_queue.task_threads.{id(self):x}", None
+        )
 
     def add(self, task: Task[Any, Any]) -> None:
         """Register ``task``.
@@ -213,31 +284,36 @@ class TaskRegistry:
 
     def handlers(self) -> dict[str, HandlerFunc]:
         """A job handler per task, for Workers of the queue."""
-        return {name: self._handler(task) for name, task in self._tasks.items()}
+        # A snapshot (list() is atomic): a thread may register a task meanwhile.
+        return {name: self._handler(task) for name, task in list(self._tasks.items())}
 
     def _handler(self, task: Task[Any, Any]) -> HandlerFunc:
         func = task.func
-        is_async = inspect.iscoroutinefunction(func)
+        is_async = _is_async(func)
 
         async def run_task(ctx: JobContext) -> dict[str, Any]:
-            args, kwargs = _call_args(ctx.data)
+            args, kwargs = _call_args(task, ctx.data)
             if is_async:
                 value = await func(*args, **kwargs)
             else:
-                call = functools.partial(func, *args, **kwargs)
+                call = functools.partial(_boxed, func, *args, **kwargs)
                 # abandon_on_cancel: a timeout or cancel must not wait for the thread, which
                 # cannot be interrupted; it finishes in the background, its result discarded.
-                value = await anyio.to_thread.run_sync(
+                (value,) = await anyio.to_thread.run_sync(
                     call, limiter=self._threads(), abandon_on_cancel=True
                 )
+                if inspect.isawaitable(value):  # a plain def that returns a coroutine
+                    value = await value
             return {"result": value}
 
         return run_task
 
     def _threads(self) -> anyio.CapacityLimiter:
-        if self._limiter is None:  # created lazily: a limiter belongs to a running event loop
-            self._limiter = anyio.CapacityLimiter(SYNC_TASK_THREADS)
-        return self._limiter
+        limiter = self._limiter.get()
+        if limiter is None:  # created lazily: a limiter belongs to a running event loop
+            limiter = anyio.CapacityLimiter(SYNC_TASK_THREADS)
+            self._limiter.set(limiter)
+        return limiter
 
 
 def make_task(
@@ -247,26 +323,84 @@ def make_task(
     options: dict[str, Any],
     unique_key: str | Callable[..., str] | None,
 ) -> Task[Any, Any]:
-    """Build a task for ``func`` and register it on ``queue``."""
+    """Build a task for ``func`` and register it on ``queue``.
+
+    :raises ConfigurationError: for something that is not a function, a bad name, or a name
+        already registered on ``queue``
+    :raises InvalidJobError: for a bad option
+    """
+    if isinstance(func, Task):  # the function of a task of another queue
+        func = func.func
     if not callable(func):
         raise ConfigurationError(f"@queue.task decorates a function, not {func!r}")
-    _check_options(options)
-    task_name = name or f"{func.__module__}.{func.__qualname__}"
+    task_name = _task_name(func, name)
+    _check_options(task_name, options, unique_key)
     task: Task[Any, Any] = Task(queue, func, task_name, options, unique_key)
     queue._task_registry().add(task)
     return task
 
 
-def _check_options(options: dict[str, Any]) -> None:
+def _task_name(func: Callable[..., Any], name: str | None) -> str:
+    if name is not None:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"a task's name must be a non-empty string, not {name!r}")
+        return name
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        raise ConfigurationError(
+            f"{func!r} has no __module__/__qualname__ to name its task: "
+            "give one, @queue.task(name=...)"
+        )
+    return f"{module}.{qualname}"
+
+
+def _check_options(
+    name: str, options: dict[str, Any], unique_key: str | Callable[..., str] | None
+) -> None:
+    """Refuse an unknown option or a bad value now, not at the first ``enqueue``."""
     unknown = set(options) - ENQUEUE_OPTIONS
     if unknown:
         raise InvalidJobError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
+    if unique_key is not None and not callable(unique_key) and not isinstance(unique_key, str):
+        raise InvalidJobError(
+            f"unique_key must be a string, a function returning one, or None, not {unique_key!r}"
+        )
+    checked = {k: v for k, v in options.items() if k != "unique_key"}
+    build_record(name, None, checked, now=0.0, default_ttl=None)
 
 
-def _call_args(data: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(func)
+    except (TypeError, ValueError):  # some builtins have none: arguments are not checked
+        return None
+
+
+def _boxed(func: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any]:
+    # Boxed: trio's to_thread refuses a function whose return value is a coroutine.
+    return (func(*args, **kwargs),)
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - async callable objects
+    )
+
+
+def _call_args(task: Task[Any, Any], data: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     args, kwargs = data.get("args", []), data.get("kwargs", {})
-    if not isinstance(args, list) or not isinstance(kwargs, dict):
-        raise TaskArgumentError('task data must be {"args": [...], "kwargs": {...}}')
+    extra = set(data) - _DATA_KEYS
+    if extra or not isinstance(args, list) or not isinstance(kwargs, dict):
+        shown = repr(data) if len(repr(data)) <= 80 else repr(data)[:77] + "..."
+        raise TaskArgumentError(
+            f'{task.name}: task data must be {{"args": [...], "kwargs": {{...}}}}, not {shown}'
+        )
+    if task._signature is not None:
+        try:
+            task._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TaskArgumentError(f"{task.name}: {exc}") from None
     return args, kwargs
 
 

@@ -10,31 +10,42 @@
 
 Each queue runs one event loop in a thread of its own (an anyio blocking portal) and every
 method hands its call to that loop, so it works in a program with no event loop at all and from
-many threads at once. ``close()`` (or leaving the ``with`` block) stops the thread. Do not call
-it from inside a running event loop: await the async ``JobQueue`` there instead.
+many threads at once. ``close()`` (or leaving the ``with`` block) stops the thread; a queue that
+is never closed is closed when it is garbage-collected or when the interpreter exits. Do not
+call it from inside a running event loop: await the async ``JobQueue`` there instead.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from contextlib import ExitStack
+import os
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+import anyio
+from anyio.from_thread import BlockingPortal
 
+from ._errors import ConfigurationError
 from ._models import Job, JobPriority, JobStatus, QueueStats
 from ._queue import DEFAULT_LEASE
 from ._queue import JobQueue as AsyncJobQueue
-from ._tasks import Task
+from ._tasks import Task, make_task
 from .backends.base import QueueBackend
+
+if TYPE_CHECKING:
+    from ._queue import _TaskDecorator
 
 __all__ = ["JobQueue"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+_LOOPS = ("asyncio", "trio")
 
 
 class JobQueue:
@@ -43,7 +54,8 @@ class JobQueue:
     Takes the same arguments as the async queue, plus ``loop`` (``"asyncio"`` or ``"trio"``) for
     the event loop its thread runs.
 
-    :raises ConfigurationError: for an unknown backend or a bad URL (the loop thread is stopped)
+    :raises ConfigurationError: for an unknown backend or loop, or a bad URL (the loop thread is
+        stopped)
     """
 
     def __init__(
@@ -56,8 +68,9 @@ class JobQueue:
         clock: Callable[[], float] | None = None,
         loop: Literal["asyncio", "trio"] = "asyncio",
     ) -> None:
-        self._stack = ExitStack()
-        self._portal: BlockingPortal = self._stack.enter_context(start_blocking_portal(loop))
+        if loop not in _LOOPS:
+            raise ConfigurationError(f"loop must be 'asyncio' or 'trio', not {loop!r}")
+        thread = _LoopThread(loop)
         try:
             make = functools.partial(
                 AsyncJobQueue,
@@ -67,15 +80,27 @@ class JobQueue:
                 default_ttl=default_ttl,
                 clock=clock,
             )
-            self._queue: AsyncJobQueue = self._portal.call(_construct, make)
+            queue: AsyncJobQueue = thread.portal.call(_construct, make)
         except BaseException:
-            self._stack.close()
+            thread.stop()
             raise
-        self._closed = False
+        thread.queue = queue
+        self._portal = thread.portal
+        self._queue = queue
+        self._thread = thread.thread
+        self._pid = thread.pid
+        # Closes the queue if it is garbage-collected or still open when the interpreter exits
+        # (atexit, while the loop thread still runs): an open queue must not hang the exit.
+        self._finalizer = weakref.finalize(self, thread.stop)
+
+    def __repr__(self) -> str:
+        state = "open" if self._finalizer.alive else "closed"
+        return f"<jdobb_async_queue.sync.JobQueue {type(self.backend).__name__} {state}>"
 
     @property
     def aio(self) -> AsyncJobQueue:
-        """The async queue underneath (its methods must run in this queue's loop thread)."""
+        """The async queue underneath (its methods must run in this queue's loop thread: use
+        :meth:`call`)."""
         return self._queue
 
     @property
@@ -83,8 +108,50 @@ class JobQueue:
         """The backend this queue stores its jobs in."""
         return self._queue.backend
 
-    def _run(self, func: Callable[..., Coroutine[Any, Any, R]], *args: Any, **kwargs: Any) -> R:
-        return cast(R, self._portal.call(functools.partial(func, *args, **kwargs)))
+    @property
+    def namespace(self) -> str:
+        """The queue's namespace."""
+        return self._queue.namespace
+
+    @property
+    def default_ttl(self) -> int | None:
+        """Seconds a finished job is kept when ``enqueue`` gives no ``ttl``."""
+        return self._queue.default_ttl
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The queue's clock (seconds since the epoch)."""
+        return self._queue.clock
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has run."""
+        return not self._finalizer.alive
+
+    def call(self, func: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run an async function in this queue's loop thread and return its result, blocking.
+
+        For the async API the blocking one has no twin of, on :attr:`aio`, e.g. a Worker::
+
+            worker = Worker(queue.aio)
+            queue.call(worker.run, burst=True)   # run every due job, then return
+
+        :raises RuntimeError: if the queue is closed, or when called from its loop thread
+        """
+        return self._run(func, *args, **kwargs)
+
+    def _run(self, func: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any) -> R:
+        return self._in_loop(functools.partial(func, *args, **kwargs))
+
+    def _in_loop(self, call: Callable[[], Awaitable[R]]) -> R:
+        if not self._finalizer.alive:
+            raise RuntimeError("this JobQueue is closed")
+        if os.getpid() != self._pid:
+            raise RuntimeError(
+                "this JobQueue was created in another process and its loop thread did not "
+                "survive the fork: create the queue in each process (after forking)"
+            )
+        return self._portal.call(call)
 
     def __enter__(self) -> JobQueue:
         return self
@@ -196,30 +263,109 @@ class JobQueue:
         chosen = None if statuses is None else list(statuses)
         return self._run(self._queue.purge, chosen, before=before, job_type=job_type)
 
-    def task(self, *args: Any, **kwargs: Any) -> Any:
+    @overload
+    def task(self, name: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+
+    @overload
+    def task(self, name: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        name: str | None = None,
+        *,
+        priority: JobPriority = ...,
+        max_retries: int = ...,
+        retry_delay: float = ...,
+        timeout: float | None = ...,
+        unique_key: str | Callable[..., str] | None = None,
+    ) -> _TaskDecorator: ...
+
+    def task(
+        self,
+        name: str | Callable[..., Any] | None = None,
+        *,
+        unique_key: str | Callable[..., str] | None = None,
+        **options: Any,
+    ) -> Any:
         """:meth:`jdobb_async_queue.JobQueue.task` on this queue; the tasks' blocking twins
         (``enqueue_sync``, ``wait_sync``) run through this queue's loop thread."""
-        made = self._queue.task(*args, **kwargs)
-        if isinstance(made, Task):
-            made._portal = self._portal
-            return made
+        if callable(name):
+            return self._adopt(make_task(self._queue, name, None, options, unique_key))
 
         def decorate(func: Callable[..., Any]) -> Task[Any, Any]:
-            task: Task[Any, Any] = made(func)
-            task._portal = self._portal
-            return task
+            return self._adopt(make_task(self._queue, func, name, options, unique_key))
 
         return decorate
 
+    def _adopt(self, task: Task[Any, Any]) -> Task[Any, Any]:
+        task._runner = self._in_loop
+        return task
+
     def close(self) -> None:
-        """Close the queue and stop its loop thread. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
+        """Close the queue and stop its loop thread. Safe to call twice.
+
+        Calls still running in other threads (a ``wait_sync``, a Worker run with :meth:`call`)
+        are cancelled first (they raise ``concurrent.futures.CancelledError``), then the backend
+        is closed.
+
+        :raises RuntimeError: when called from the queue's own loop thread (from a :meth:`call`)
+        """
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("a JobQueue cannot be closed from its own loop thread")
+        self._finalizer()
+
+
+class _LoopThread:
+    """An event loop in a daemon thread, serving a blocking portal; on stop, it cancels the
+    calls still running, then closes the queue (in the loop, before it ends)."""
+
+    def __init__(self, loop: str) -> None:
+        self.queue: AsyncJobQueue | None = None
+        self.pid = os.getpid()
+        self._ready: Future[BlockingPortal] = Future()
+        self._close_error: BaseException | None = None
+        # A daemon thread: if the queue is never closed, the interpreter's exit must not wait
+        # for it (the finalizer stops it properly before that, from atexit).
+        self.thread = threading.Thread(
+            target=self._run, args=(loop,), name=f"jdobb-async-queue-{loop}", daemon=True
+        )
+        self.thread.start()
+        self.portal = self._ready.result()
+
+    def _run(self, loop: str) -> None:
         try:
-            self._portal.call(self._queue.close)
-        finally:
-            self._stack.close()
+            anyio.run(self._serve, backend=loop)
+        except BaseException as exc:  # handed to the thread that waits for the portal
+            if self._ready.done():
+                raise
+            self._ready.set_exception(exc)
+
+    async def _serve(self) -> None:
+        async with BlockingPortal() as portal:
+            self._ready.set_result(portal)
+            await portal.sleep_until_stopped()
+        # Every call has ended (or been cancelled): nothing uses the backend any more.
+        if self.queue is not None:
+            try:
+                await self.queue.close()
+            except BaseException as exc:
+                self._close_error = exc  # raised by stop(), in the thread that closes
+
+    def stop(self) -> None:
+        """Cancel the calls still running, close the queue, end the loop and its thread."""
+        if os.getpid() != self.pid:
+            return  # a forked child (atexit there): the loop thread exists in the parent only
+        if threading.current_thread() is self.thread:
+            return  # from the loop itself (a finalizer run there): it cannot wait for itself
+        try:
+            self.portal.call(self.portal.stop, True)
+        except RuntimeError:
+            pass  # the portal has stopped already
+        self.thread.join()
+        if self._close_error is not None:
+            error, self._close_error = self._close_error, None
+            raise error
 
 
 async def _construct(make: Callable[[], AsyncJobQueue]) -> AsyncJobQueue:
