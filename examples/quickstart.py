@@ -36,7 +36,8 @@ async def main(url: str) -> None:
 
         # Follow it until it ends
         async for update in Broadcaster(queue).subscribe(job_id):
-            print(f"  {update.status.value:<10} progress={update.progress:.0%} {update.message or ''}")
+            status, progress = update.status.value, update.progress
+            print(f"  {status:<10} progress={progress:.0%} {update.message or ''}")
 
         await worker.stop()
 

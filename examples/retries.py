@@ -45,9 +45,8 @@ async def main(url: str) -> None:
 
         # A FAILED job can be sent back by hand; here it times out again.
         await queue.retry(slow_id)
-        async for update in Broadcaster(queue).subscribe(slow_id):
-            pass
-        print(f"slow, retried by hand: {update.status.value}: {update.error}")
+        final = [u async for u in Broadcaster(queue).subscribe(slow_id)][-1]
+        print(f"slow, retried by hand: {final.status.value}: {final.error}")
 
         await worker.stop()
     await queue.close()

@@ -30,7 +30,7 @@ async def main(url: str) -> None:
     a = wf.add("fetch", {"url": "https://example.com/a"})
     b = wf.add("fetch", {"url": "https://example.com/bb"}, max_retries=2)
     report = wf.add("combine", depends_on=[a, b])
-    print(f"combine will run as job {report.job_id} once {a.job_id[:8]} and {b.job_id[:8]} are done")
+    print(f"combine will run as {report.job_id} once {a.job_id[:8]}, {b.job_id[:8]} are done")
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
