@@ -1,0 +1,118 @@
+"""How the Redis backend talks to the server: error mapping at the boundary, and retries.
+
+Every call goes through :class:`Caller`. Transport errors never reach users: a refused password
+becomes :class:`ConfigurationError` (no retry cures it); a lost connection, a timeout or a server
+that is still loading its data is retried with exponential backoff for up to ``retry_for``
+seconds, then becomes :class:`BackendUnavailable`.
+
+Retrying is safe because every script is written for it. A call whose reply was lost may have
+run; writes are sent again with their *resend* flag set (``ARGV[2]``), and the script then
+recognises the first attempt's effect instead of applying its own twice: ``enqueue`` by the
+stored spec, ``claim`` by its token (the same jobs come back), ``finish``, ``cancel`` and
+``retry`` by ``updated_at == now``. Fenced worker reports are idempotent anyway.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from ..._errors import BackendUnavailable, ConfigurationError, JobQueueError
+from .._resp import (
+    RedisArg,
+    RedisAuthError,
+    RedisClient,
+    RedisConnectionError,
+    RedisReplyError,
+    RedisTimeoutError,
+    RedisTransportError,
+    Script,
+)
+
+__all__ = ["Caller", "is_transient", "translate"]
+
+#: Error replies that mean "not now": a server loading its data, a long script, a failover.
+TRANSIENT_REPLIES = frozenset({"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY"})
+#: Index in ARGV of the resend flag of the scripts that have one.
+RESEND_FLAG = 1
+
+
+class Caller:
+    """Runs scripts and commands on one client, with the backend's retry policy.
+
+    :param client: the transport client
+    :param retry_for: seconds to keep retrying through an outage before giving up
+    """
+
+    def __init__(self, client: RedisClient, *, retry_for: float) -> None:
+        self._client = client
+        self._retry_for = retry_for
+
+    async def script(
+        self,
+        script: Script,
+        keys: Sequence[RedisArg],
+        args: list[RedisArg],
+        *,
+        resend_flag: bool = False,
+    ) -> Any:
+        """Run ``script``; on a retry set ``args[RESEND_FLAG]`` to ``"1"`` if ``resend_flag``.
+
+        :raises ConfigurationError: if the server refuses the credentials
+        :raises BackendUnavailable: if the server stays unreachable, or refuses the script
+        """
+        failures = 0
+        deadline = anyio.current_time() + self._retry_for
+        while True:
+            try:
+                return await self._client.evalsha(script, keys, args)
+            except RedisTransportError as exc:
+                failures = await self._back_off(exc, failures, deadline)
+            if resend_flag:
+                args[RESEND_FLAG] = "1"
+
+    async def command(self, *args: RedisArg) -> Any:
+        """Run one command (reads and idempotent writes only), with the same policy."""
+        failures = 0
+        deadline = anyio.current_time() + self._retry_for
+        while True:
+            try:
+                return await self._client.execute(*args)
+            except RedisTransportError as exc:
+                failures = await self._back_off(exc, failures, deadline)
+
+    async def _back_off(self, exc: RedisTransportError, failures: int, deadline: float) -> int:
+        """Raise the user-facing error for ``exc``, or sleep before the next attempt."""
+        delay = min(0.02 * 2**failures, 1.0) * (0.5 + random.random() / 2)
+        if not is_transient(exc) or anyio.current_time() + delay > deadline:
+            raise translate(exc, self._client.address, retried_for=self._retry_for) from exc
+        await anyio.sleep(delay)
+        return failures + 1
+
+
+def is_transient(exc: RedisTransportError) -> bool:
+    """Whether trying again later may succeed (a lost connection, a server loading its data)."""
+    if isinstance(exc, RedisReplyError):
+        return exc.code in TRANSIENT_REPLIES
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError))
+
+
+def translate(
+    exc: RedisTransportError, address: object, *, retried_for: float | None = None
+) -> JobQueueError:
+    """The library's error for a transport error (raise it ``from exc``).
+
+    Refused credentials or permissions are :class:`ConfigurationError` (no retry cures them);
+    anything else is :class:`BackendUnavailable`.
+    """
+    if isinstance(exc, RedisAuthError):
+        return ConfigurationError(f"Redis at {address} refused the credentials: {exc}")
+    if isinstance(exc, RedisReplyError) and exc.code == "NOPERM":
+        return ConfigurationError(f"the Redis user may not do this at {address}: {exc}")
+    if isinstance(exc, RedisReplyError) and not is_transient(exc):
+        return BackendUnavailable(f"Redis at {address} refused a command: {exc}")
+    after = "" if retried_for is None else f" (retried for {retried_for:g} s)"
+    return BackendUnavailable(f"Redis at {address} is unavailable{after}: {exc}")

@@ -1,0 +1,121 @@
+"""Every Redis key and channel name of the Redis backend, in one place.
+
+All names of one namespace start with ``jdobb:{<namespace>}:``. The braces are a Redis Cluster
+*hash tag*: only the part between them is hashed, so every key of a namespace lives in one slot
+and the Lua scripts may touch any of them atomically.
+
+==============================  =====  ==========================================================
+key (after the prefix)          type   holds
+==============================  =====  ==========================================================
+``job:<id>``                    hash   one job: ``spec`` (its immutable fields, JSON) and the
+                                       fields transitions change (status, attempts, fence, ...)
+``deps:<id>``                   set    reverse dependency edges: ``<seq>|<dependent id>``
+``ready:<job_type>``            zset   claimable jobs of one type, score ``rank * 1e15 + seq``
+``types``                       set    job types whose ``ready:`` zset is not empty
+``scheduled``                   zset   PENDING jobs not yet due, score ``execute_at``, member
+                                       ``<rank><seq, 15 digits><id>`` (ties in claim order)
+``waiting``                     zset   PENDING jobs waiting on dependencies, score as ``ready:``
+``leases``                      zset   PROCESSING jobs, score ``lease_expires_at``
+``status:<status>``             zset   every job by status, score: the sequence number of its
+                                       last update (``list_jobs`` order, ``stats`` counts)
+``expiry:<status>``             zset   terminal jobs with a ttl, score ``expires_at``
+``unique``                      hash   unique key -> id of the live job holding it
+``seq``                         str    counter: enqueue order and update order
+``quiet``                       str    set while a "jobs" notice is out and no claimer has
+                                       found the queue empty since (saves redundant notices)
+``claim:<backend instance>``    str    the last claim's token and ids, so a claim retried after
+                                       a lost reply returns the same jobs (expires in 60 s)
+==============================  =====  ==========================================================
+
+Channels (pub/sub, not keys): ``notices`` ("jobs", "cancel <id>") and ``updates:<id>`` (the
+job's :class:`~jdobb_async_queue._records.UpdateRecord` as JSON).
+
+The Lua scripts get the same names from :func:`lua_header`, generated from the tables below, so
+a name is spelled in this module only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["KeyLayout", "lua_header"]
+
+ROOT = "jdobb"
+
+#: Keys without a variable part: Lua constant name -> key suffix.
+FIXED_KEYS: dict[str, str] = {
+    "K_TYPES": "types",
+    "K_SCHEDULED": "scheduled",
+    "K_WAITING": "waiting",
+    "K_LEASES": "leases",
+    "K_UNIQUE": "unique",
+    "K_SEQ": "seq",
+    "K_QUIET": "quiet",
+    "CH_NOTICES": "notices",
+}
+
+#: Keys and channels with a variable part: Lua function name -> key prefix (suffix + the part).
+FAMILIES: dict[str, str] = {
+    "K_JOB": "job:",
+    "K_DEPS": "deps:",
+    "K_READY": "ready:",
+    "K_STATUS": "status:",
+    "K_EXPIRY": "expiry:",
+    "K_CLAIM": "claim:",
+    "CH_UPDATES": "updates:",
+}
+
+_GLOB_SPECIALS = "\\*?[]"
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """The names of one namespace's keys and channels, as Python sees them.
+
+    :param namespace: the queue's namespace (any string)
+    """
+
+    namespace: str
+
+    @property
+    def prefix(self) -> str:
+        """``jdobb:{<namespace>}:``, the start of every key of the namespace."""
+        return f"{ROOT}:{{{self.namespace}}}:"
+
+    @property
+    def match_all(self) -> str:
+        """A ``SCAN MATCH`` pattern for every key of this namespace (glob characters escaped)."""
+        escaped = "".join("\\" + c if c in _GLOB_SPECIALS else c for c in self.prefix)
+        return escaped + "*"
+
+    @property
+    def notices(self) -> bytes:
+        """The channel of worker notices."""
+        return (self.prefix + FIXED_KEYS["CH_NOTICES"]).encode()
+
+    def updates(self, job_id: str) -> bytes:
+        """The channel of one job's updates."""
+        return (self.prefix + FAMILIES["CH_UPDATES"] + job_id).encode()
+
+    def updates_prefix(self) -> bytes:
+        """What every job-update channel starts with."""
+        return (self.prefix + FAMILIES["CH_UPDATES"]).encode()
+
+    def claim(self, instance: str) -> str:
+        """The key remembering the last claim of one backend instance."""
+        return self.prefix + FAMILIES["K_CLAIM"] + instance
+
+    def scheduled(self) -> str:
+        """The zset of scheduled jobs (``next_due`` reads it directly)."""
+        return self.prefix + FIXED_KEYS["K_SCHEDULED"]
+
+
+def lua_header() -> str:
+    """Lua definitions of every name above, relative to ``KEYS[1]`` (the namespace prefix)."""
+    lines = ["local P = KEYS[1]"]
+    lines += [f"local {name} = P .. '{suffix}'" for name, suffix in FIXED_KEYS.items()]
+    lines += [
+        f"local function {name}(x) return P .. '{prefix}' .. x end"
+        for name, prefix in FAMILIES.items()
+    ]
+    return "\n".join(lines)

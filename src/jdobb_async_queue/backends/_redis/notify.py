@@ -1,0 +1,323 @@
+"""Pub/sub for the Redis backend: worker notices and job updates over one shared connection.
+
+Every :meth:`~RedisBackend.listen` and :meth:`~RedisBackend.subscribe` of one backend shares a
+single pub/sub connection: a process with 50 handlers and a few Broadcaster subscribers opens one
+connection for all of them, not one each. Each reader has its own bounded
+:class:`~jdobb_async_queue.backends._hub.Mailbox`.
+
+There is no background task, so nothing holds a task group or cancel scope open across the
+``yield`` of a Broadcaster (trio forbids that): whoever waits in ``__anext__`` and finds its
+mailbox empty either reads the connection itself (dispatching every message it reads into the
+mailboxes it belongs to) or, if another task is reading, waits until that task has dispatched
+something or stopped reading.
+
+Pub/sub is fire-and-forget: messages published while the connection was down are lost. After a
+reconnect every listener gets a ``"jobs"`` notice (claim again: something may have become
+claimable meanwhile) and every subscriber a fresh snapshot of its job (its terminal update may
+have been missed). A cancellation notice lost that way still reaches the worker, later: its
+next lease renewal fails.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import anyio
+import msgspec
+
+from ..._errors import BackendUnavailable
+from ..._records import UpdateRecord
+from .._hub import Mailbox
+from .._resp import (
+    PubSub,
+    RedisClient,
+    RedisConnectionError,
+    RedisTimeoutError,
+    RedisTransportError,
+)
+from ..base import Notice
+from .calls import is_transient, translate
+from .keys import KeyLayout
+
+__all__ = ["Notifier"]
+
+T = TypeVar("T")
+
+#: Items a reader's mailbox holds before the oldest is dropped.
+MAILBOX_SIZE = 256
+#: How long one read of the connection lasts at most, so a reconnect is noticed even when no
+#: message follows it.
+READ_SLICE = 1.0
+#: Seconds to wait between attempts to reach a server that is down.
+BACKOFF_MAX = 2.0
+
+_decode_update = msgspec.json.Decoder(UpdateRecord).decode
+
+
+class _Resync:
+    """Put in a subscriber's mailbox after a reconnect: fetch the job's state afresh."""
+
+
+_RESYNC = _Resync()
+
+
+class _Box(Mailbox[T]):
+    """A mailbox whose owner can also look without waiting."""
+
+    def get_nowait(self) -> T:
+        """Return the oldest item.
+
+        :raises anyio.WouldBlock: if the mailbox is empty
+        """
+        if not self._items:
+            raise anyio.WouldBlock
+        return self._items.popleft()
+
+
+class Notifier:
+    """The pub/sub side of one Redis backend.
+
+    :param client: the backend's client
+    :param keys: the namespace's key layout
+    :param snapshot: returns the current update of a job (or None), for resyncs
+    :param patience: seconds a subscriber waits through an outage before
+        :class:`BackendUnavailable` (listeners wait as long as it lasts)
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        keys: KeyLayout,
+        snapshot: Callable[[str], Awaitable[UpdateRecord | None]],
+        *,
+        patience: float,
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._snapshot = snapshot
+        self._patience = patience
+        self._pubsub: PubSub | None = None
+        self._boxes: dict[bytes, set[_Box[object]]] = {}
+        self._lock = anyio.Lock()  # serialises (un)subscriptions
+        self._reading = False
+        self._changed = anyio.Event()
+        self._reconnects = 0
+        self._outage_since: float | None = None
+        self._failures = 0
+        self._closed = False
+
+    # -- the public side -----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def listen(self) -> AsyncIterator[AsyncIterator[Notice]]:
+        """Receive worker notices while the context is open."""
+        box: _Box[object] = _Box(MAILBOX_SIZE)
+        channel = self._keys.notices
+        await self._add(channel, box)
+        try:
+            yield _Notices(self, box)
+        finally:
+            await self._remove(channel, box)
+
+    @asynccontextmanager
+    async def subscribe(self, job_id: str) -> AsyncIterator[AsyncIterator[UpdateRecord]]:
+        """Receive the updates of ``job_id`` while the context is open."""
+        box: _Box[object] = _Box(MAILBOX_SIZE)
+        channel = self._keys.updates(job_id)
+        await self._add(channel, box)
+        try:
+            yield _Updates(self, box, job_id)
+        finally:
+            await self._remove(channel, box)
+
+    async def aclose(self) -> None:
+        """Close the pub/sub connection; waiting readers end."""
+        self._closed = True
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            await pubsub.aclose()
+        self._notify()
+
+    # -- subscriptions -------------------------------------------------------------------------
+
+    async def _add(self, channel: bytes, box: _Box[object]) -> None:
+        async with self._lock:
+            boxes = self._boxes.setdefault(channel, set())
+            boxes.add(box)
+            if len(boxes) > 1:
+                return
+            try:
+                pubsub = await self._connected()
+                await pubsub.subscribe(channel)
+            except RedisTransportError as exc:
+                self._discard(channel, box)
+                raise translate(exc, self._client.address) from exc
+            except BaseException:
+                self._discard(channel, box)
+                raise
+
+    async def _remove(self, channel: bytes, box: _Box[object]) -> None:
+        # Shielded (and bounded): this runs while a cancelled reader leaves, and a subscription
+        # left behind would keep its channel's messages coming.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            async with self._lock:
+                if not self._discard(channel, box) or self._pubsub is None:
+                    return
+                try:
+                    await self._pubsub.unsubscribe(channel)
+                except (RedisConnectionError, RedisTimeoutError):
+                    pass  # the connection is gone, and the subscription with it
+
+    def _discard(self, channel: bytes, box: _Box[object]) -> bool:
+        """Forget ``box``; return whether it was the channel's last."""
+        boxes = self._boxes.get(channel)
+        if boxes is None:
+            return False
+        boxes.discard(box)
+        if boxes:
+            return False
+        del self._boxes[channel]
+        return True
+
+    async def _connected(self) -> PubSub:
+        if self._closed:
+            raise BackendUnavailable("the Redis backend is closed")
+        if self._pubsub is None:
+            pubsub = self._client.pubsub()
+            await pubsub.__aenter__()
+            self._pubsub = pubsub
+            self._reconnects = pubsub.reconnects
+        return self._pubsub
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def next_item(self, box: _Box[object], *, patient: bool) -> object:
+        """Wait for the next item of ``box``, reading the connection when nobody else does."""
+        while True:
+            try:
+                return box.get_nowait()
+            except anyio.WouldBlock:
+                pass
+            if self._closed:
+                raise StopAsyncIteration
+            if self._reading:
+                await self._changed.wait()
+            else:
+                await self._read(patient)
+
+    async def _read(self, patient: bool) -> None:
+        self._reading = True
+        try:
+            message = None
+            with anyio.move_on_after(READ_SLICE):
+                message = await self._receive(patient)
+            self._check_reconnects()
+            if message is not None:
+                self._dispatch(*message)
+        finally:
+            self._reading = False
+            self._notify()
+
+    async def _receive(self, patient: bool) -> tuple[bytes, bytes] | None:
+        try:
+            pubsub = self._pubsub
+            if pubsub is None:
+                async with self._lock:
+                    pubsub = await self._connected()
+            message = await pubsub.get_message()
+        except RedisTransportError as exc:
+            if self._closed:
+                raise StopAsyncIteration from None
+            if not is_transient(exc):
+                raise translate(exc, self._client.address) from exc
+            await self._wait_out_outage(exc, patient)
+            return None
+        self._outage_since = None
+        self._failures = 0
+        return message
+
+    async def _wait_out_outage(self, exc: RedisTransportError, patient: bool) -> None:
+        now = anyio.current_time()
+        if self._outage_since is None:
+            self._outage_since = now
+        if not patient and now - self._outage_since > self._patience:
+            raise translate(exc, self._client.address, retried_for=self._patience) from exc
+        self._failures += 1
+        delay = min(0.05 * 2 ** min(self._failures, 8), BACKOFF_MAX)
+        await anyio.sleep(delay * (0.5 + random.random() / 2))
+
+    def _check_reconnects(self) -> None:
+        pubsub = self._pubsub
+        if pubsub is None or pubsub.reconnects == self._reconnects:
+            return
+        self._reconnects = pubsub.reconnects
+        for channel, boxes in self._boxes.items():
+            item: object = Notice("jobs") if channel == self._keys.notices else _RESYNC
+            for box in boxes:
+                box.put(item)
+
+    def _dispatch(self, channel: bytes, data: bytes) -> None:
+        boxes = self._boxes.get(channel)
+        if not boxes:
+            return
+        item = _notice(data) if channel == self._keys.notices else _decode_update(data)
+        for box in boxes:
+            box.put(item)
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+    async def snapshot(self, job_id: str) -> UpdateRecord | None:
+        """The job's current state as an update (after a reconnect)."""
+        return await self._snapshot(job_id)
+
+
+def _notice(data: bytes) -> Notice:
+    kind, _, job_id = data.decode().partition(" ")
+    if kind == "cancel":
+        return Notice("cancel", job_id)
+    return Notice("jobs")
+
+
+class _Notices:
+    """A listener's stream of notices (a plain iterator: nothing is held across yields)."""
+
+    def __init__(self, notifier: Notifier, box: _Box[object]) -> None:
+        self._notifier = notifier
+        self._box = box
+
+    def __aiter__(self) -> _Notices:
+        return self
+
+    async def __anext__(self) -> Notice:
+        item = await self._notifier.next_item(self._box, patient=True)
+        assert isinstance(item, Notice)
+        return item
+
+
+class _Updates:
+    """A subscriber's stream of one job's updates."""
+
+    def __init__(self, notifier: Notifier, box: _Box[object], job_id: str) -> None:
+        self._notifier = notifier
+        self._box = box
+        self._job_id = job_id
+        self._last: UpdateRecord | None = None
+
+    def __aiter__(self) -> _Updates:
+        return self
+
+    async def __anext__(self) -> UpdateRecord:
+        while True:
+            item = await self._notifier.next_item(self._box, patient=False)
+            if isinstance(item, _Resync):
+                item = await self._notifier.snapshot(self._job_id)
+                if item is None or item == self._last:
+                    continue
+            assert isinstance(item, UpdateRecord)
+            self._last = item
+            return item

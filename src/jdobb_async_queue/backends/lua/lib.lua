@@ -1,0 +1,394 @@
+-- Helpers shared by the scripts. Each script gets only the definitions it uses (transitively),
+-- after the generated ones (key names, state machine, backoff): see `_redis/scripts.py`. Every
+-- top-level definition starts with `local` at the start of a line, comments just above it.
+--
+-- Conventions: KEYS[1] is the namespace prefix (its hash tag routes the call); ARGV[1] is `now`
+-- as the caller formatted it, stored verbatim so Python reads back the very float it sent.
+-- Optional string arguments come as '' (None) or '=' .. value. A field that is None is absent
+-- from the job's hash. Redis calls are the cost here (a few microseconds each): read a job's
+-- fields with one HMGET and write them with one HSET where possible.
+
+local NOW_S = ARGV[1]
+local NOW = tonumber(NOW_S)
+local call = redis.call
+
+-- Shortest decimal text that reads back as exactly `x`.
+local function fmt(x)
+  local s = string.format('%.15g', x)
+  if tonumber(s) ~= x then
+    s = string.format('%.17g', x)
+  end
+  return s
+end
+
+local function opt(s)
+  if s == '' then
+    return nil
+  end
+  return string.sub(s, 2)
+end
+
+-- Append the values of `more` to the array `into`.
+local function extend(into, more)
+  if more then
+    for _, v in ipairs(more) do
+      into[#into + 1] = v
+    end
+  end
+  return into
+end
+
+-- Sequence numbers (enqueue order and update order) from one counter, reserved in growing
+-- chunks: a script that needs many pays for few INCRBYs, and at most half of them are wasted.
+local seq_next, seq_last, seq_chunk = 1, 0, 1
+local function next_seq()
+  if seq_next > seq_last then
+    seq_last = call('INCRBY', K_SEQ, seq_chunk)
+    seq_next = seq_last - seq_chunk + 1
+    seq_chunk = seq_chunk * 2
+  end
+  seq_next = seq_next + 1
+  return seq_next - 1
+end
+
+local function rank_score(rank, seq)
+  return tonumber(rank) * 1e15 + tonumber(seq)
+end
+
+-- Members of `scheduled` sort by (due time, then) priority and enqueue order.
+local function sched_member(rank, seq, id)
+  return rank .. string.format('%015d', tonumber(seq)) .. id
+end
+
+local SCHED_ID_AT = 17 -- where the id starts in a `scheduled` member
+
+-- Whoever made jobs claimable (or moved a due time) sets this; `wake_workers` publishes one
+-- "jobs" notice at the end of the script, unless one is out already and no claimer has found
+-- the queue empty since (then every idle worker has a notice to read).
+local woke = false
+
+local function wake_workers()
+  if woke and call('SET', K_QUIET, '1', 'NX') then
+    call('PUBLISH', CH_NOTICES, 'jobs')
+  end
+end
+
+-- What a claim returns of each job besides its id (the order `codec.claimed_records` reads).
+local CLAIMED_FIELDS = {'spec', 'attempts', 'fence', 'progress', 'message', 'error', 'execute_at',
+  'deps'}
+
+-- Fields a job's transitions read, with one HMGET: those ending a job, and those it needs to be
+-- filed again.
+local ENDING = {'status', 'fence', 'ttl', 'unique_key', 'dependents', 'where', 'job_type',
+  'rank', 'seq'}
+local FIELDS = {'status', 'fence', 'ttl', 'unique_key', 'dependents', 'where', 'job_type',
+  'rank', 'seq', 'attempts', 'max_retries', 'retry_delay', 'execute_at', 'pending_deps',
+  'expires_at'}
+
+-- The job's `names` (default: FIELDS) as a table (absent ones nil), or nil if there is no such
+-- job. `names` must start with 'status'.
+local function load(id, names)
+  names = names or FIELDS
+  local values = call('HMGET', K_JOB(id), unpack(names))
+  if not values[1] then
+    return nil
+  end
+  local f = {}
+  for i, name in ipairs(names) do
+    f[name] = values[i] or nil
+  end
+  return f
+end
+
+-- The job's status, or nil if it does not exist or its ttl ran out.
+local function alive_status(id)
+  local f = call('HMGET', K_JOB(id), 'status', 'expires_at')
+  if not f[1] or (f[2] and tonumber(f[2]) <= NOW) then
+    return nil
+  end
+  return f[1]
+end
+
+-- Move the job to status `new` (the status zsets keep the order of updates), setting `fields`
+-- (an array of field, value, ...) in the same HSET.
+local function set_status(id, old, new, fields)
+  if old then
+    call('ZREM', K_STATUS(old), id)
+  end
+  call('ZADD', K_STATUS(new), next_seq(), id)
+  call('HSET', K_JOB(id), 'status', new, 'updated_at', NOW_S, unpack(fields or {}))
+end
+
+local function json_str(s)
+  return cjson.encode(s)
+end
+
+-- Publish the job's UpdateRecord on its channel, if anybody listens there.
+local function publish_update(id)
+  local channel = CH_UPDATES(id)
+  if call('PUBSUB', 'NUMSUB', channel)[2] == 0 then
+    return
+  end
+  local f = call('HMGET', K_JOB(id), 'status', 'progress', 'message', 'results', 'error',
+    'updated_at')
+  local out = {'{"job_id":', json_str(id), ',"status":"', f[1], '","progress":', f[2] or '0',
+    ',"timestamp":', f[6]}
+  if f[3] then
+    out[#out + 1] = ',"message":' .. json_str(f[3])
+  end
+  if f[4] then
+    out[#out + 1] = ',"results":' .. f[4]
+  end
+  if f[5] then
+    out[#out + 1] = ',"error":' .. json_str(f[5])
+  end
+  out[#out + 1] = '}'
+  call('PUBLISH', channel, table.concat(out))
+end
+
+local NUMBER_FIELDS = {'progress', 'completed_at', 'execute_at', 'started_at', 'lease_expires_at',
+  'expires_at'}
+local STRING_FIELDS = {'message', 'error', 'worker_id'}
+
+-- The job as the JSON of a JobRecord: its stored spec with the changing fields appended.
+local function record_json(id)
+  local raw = call('HGETALL', K_JOB(id))
+  local h = {}
+  for i = 1, #raw, 2 do
+    h[raw[i]] = raw[i + 1]
+  end
+  local out = {string.sub(h.spec, 1, -2), ',"status":"', h.status, '","attempts":', h.attempts,
+    ',"fence":', h.fence, ',"pending_deps":', h.pending_deps or '0', ',"updated_at":',
+    h.updated_at}
+  for _, name in ipairs(NUMBER_FIELDS) do
+    if h[name] then
+      out[#out + 1] = ',"' .. name .. '":' .. h[name]
+    end
+  end
+  for _, name in ipairs(STRING_FIELDS) do
+    if h[name] then
+      out[#out + 1] = ',"' .. name .. '":' .. json_str(h[name])
+    end
+  end
+  if h.results then
+    out[#out + 1] = ',"results":' .. h.results
+  end
+  if h.deps then
+    out[#out + 1] = ',"depends_on":' .. h.deps
+  end
+  out[#out + 1] = '}'
+  return table.concat(out)
+end
+
+local function json_array(items)
+  return '[' .. table.concat(items, ',') .. ']'
+end
+
+-- Add a PENDING job to the index it belongs in (f: its job_type, rank, seq, pending_deps,
+-- execute_at) and return that index's name, for the job's `where` field.
+local function index(id, f)
+  if tonumber(f.pending_deps or '0') > 0 then
+    call('ZADD', K_WAITING, rank_score(f.rank, f.seq), id)
+    return 'waiting'
+  end
+  woke = true -- claimable now, or idle workers must learn the new due time
+  if f.execute_at and tonumber(f.execute_at) > NOW then
+    call('ZADD', K_SCHEDULED, f.execute_at, sched_member(f.rank, f.seq, id))
+    return 'scheduled'
+  end
+  call('ZADD', K_READY(f.job_type), rank_score(f.rank, f.seq), id)
+  call('SADD', K_TYPES, f.job_type)
+  return 'ready'
+end
+
+-- Take a PENDING job out of its index (f: as for `index`, plus `where`); the caller deletes
+-- the `where` field.
+local function unindex(id, f)
+  if f.where == 'ready' then
+    local ready = K_READY(f.job_type)
+    call('ZREM', ready, id)
+    if call('EXISTS', ready) == 0 then
+      call('SREM', K_TYPES, f.job_type)
+    end
+  elseif f.where == 'scheduled' then
+    call('ZREM', K_SCHEDULED, sched_member(f.rank, f.seq, id))
+  elseif f.where == 'waiting' then
+    call('ZREM', K_WAITING, id)
+  end
+end
+
+-- File a PENDING job again after its fields changed (dependencies met).
+local function place(id)
+  local f = load(id)
+  unindex(id, f)
+  call('HSET', K_JOB(id), 'where', index(id, f))
+end
+
+-- Move scheduled jobs that are due into the ready zsets (at most `limit` per call).
+local function promote(limit)
+  local due = call('ZRANGEBYSCORE', K_SCHEDULED, '-inf', NOW_S, 'LIMIT', 0, limit)
+  for _, member in ipairs(due) do
+    call('ZREM', K_SCHEDULED, member)
+    local id = string.sub(member, SCHED_ID_AT)
+    local key = K_JOB(id)
+    local f = call('HMGET', key, 'job_type', 'rank', 'seq')
+    call('HSET', key, 'where', 'ready')
+    call('ZADD', K_READY(f[1]), rank_score(f[2], f[3]), id)
+    call('SADD', K_TYPES, f[1])
+  end
+end
+
+-- Delete a terminal job and its index entries.
+local function delete_job(id, status)
+  call('ZREM', K_STATUS(status), id)
+  call('ZREM', K_EXPIRY(status), id)
+  call('DEL', K_JOB(id), K_DEPS(id))
+end
+
+-- Delete terminal jobs whose ttl ran out, `limit` at most.
+local function expire_some(limit)
+  for _, status in ipairs(TERMINAL) do
+    if limit <= 0 then
+      return
+    end
+    local ids = call('ZRANGEBYSCORE', K_EXPIRY(status), '-inf', NOW_S, 'LIMIT', 0, limit)
+    for _, id in ipairs(ids) do
+      delete_job(id, status)
+    end
+    limit = limit - #ids
+  end
+end
+
+-- Count the job's unmet dependencies and add the reverse edges (`<seq>|<id>`: the seq tells
+-- the job apart from a later one reusing its id). Returns the count, then the first dependency
+-- that ended FAILED or CANCELLED and its status; with `broken_waits` such a dependency counts
+-- as unmet (a retried job waits for it to be retried and complete).
+local function count_deps(id, seq, deps, broken_waits)
+  local edge = string.format('%d', tonumber(seq)) .. '|' .. id
+  local seen, n, broken, broken_status = {}, 0, nil, nil
+  for _, dep in ipairs(deps) do
+    if not seen[dep] then
+      seen[dep] = true
+      local status = alive_status(dep)
+      if status and status ~= 'complete' then
+        local is_broken = status == 'failed' or status == 'cancelled'
+        if is_broken and not broken then
+          broken, broken_status = dep, status
+        end
+        if broken_waits or not is_broken then
+          n = n + 1
+          call('SADD', K_DEPS(dep), edge)
+          call('HSET', K_JOB(dep), 'dependents', '1')
+        end
+      end
+    end
+  end
+  return n, broken, broken_status
+end
+
+-- The dependents of `id` that still wait on it (forgetting the edges).
+local function waiting_dependents(id)
+  local key = K_DEPS(id)
+  local edges = call('SMEMBERS', key)
+  call('DEL', key)
+  call('HDEL', K_JOB(id), 'dependents')
+  local found = {}
+  for _, edge in ipairs(edges) do
+    local bar = string.find(edge, '|', 1, true)
+    local seq, dep = string.sub(edge, 1, bar - 1), string.sub(edge, bar + 1)
+    local f = call('HMGET', K_JOB(dep), 'status', 'where', 'seq')
+    if f[1] == 'pending' and f[2] == 'waiting' and f[3] == seq then
+      found[#found + 1] = dep
+    end
+  end
+  return found
+end
+
+-- Settle the dependents of `id`, which just ended with `status`: COMPLETE counts down their
+-- unmet dependencies; FAILED or CANCELLED adds them to `todo`, to be cancelled.
+local function settle(id, status, todo)
+  for _, dep in ipairs(waiting_dependents(id)) do
+    if status == 'complete' then
+      if call('HINCRBY', K_JOB(dep), 'pending_deps', -1) <= 0 then
+        place(dep)
+      end
+    else
+      todo[#todo + 1] = {dep, 'cancelled', {'error', dependency_error(id, status)}}
+    end
+  end
+end
+
+-- Put one PENDING or PROCESSING job (f: its FIELDS) into terminal `status`, setting `fields`
+-- and deleting `drop` (arrays) with the same calls.
+local function end_one(id, f, status, fields, drop, todo)
+  if f.status == 'processing' then
+    call('ZREM', K_LEASES, id)
+  else
+    unindex(id, f)
+  end
+  call('HDEL', K_JOB(id), 'worker_id', 'lease_expires_at', 'where', unpack(drop or {}))
+  fields = extend({'completed_at', NOW_S}, fields)
+  local expires_at = f.ttl and fmt(NOW + tonumber(f.ttl))
+  if expires_at then
+    extend(fields, {'expires_at', expires_at})
+    call('ZADD', K_EXPIRY(status), expires_at, id)
+  end
+  set_status(id, f.status, status, fields)
+  if f.unique_key and call('HGET', K_UNIQUE, f.unique_key) == id then
+    call('HDEL', K_UNIQUE, f.unique_key)
+  end
+  publish_update(id)
+  if f.dependents then
+    settle(id, status, todo)
+  end
+end
+
+-- Put a job into a terminal state and, in the same step, settle its dependents, transitively.
+local function end_job(id, f, status, fields, drop)
+  local todo = {}
+  end_one(id, f, status, fields, drop, todo)
+  local i = 1
+  while i <= #todo do
+    local dep, dep_status, dep_fields = todo[i][1], todo[i][2], todo[i][3]
+    i = i + 1
+    local g = load(dep, ENDING)
+    if g and (g.status == 'pending' or g.status == 'processing') then
+      end_one(dep, g, dep_status, dep_fields, nil, todo)
+    end
+  end
+end
+
+-- PROCESSING -> PENDING (f: its FIELDS): retried later (`execute_at`), or released or
+-- reclaimed (nil: due at once). `fields` are set in the same HSET.
+local function requeue(id, f, execute_at, fields)
+  call('ZREM', K_LEASES, id)
+  local drop = {'worker_id', 'lease_expires_at'}
+  if not execute_at then
+    drop[#drop + 1] = 'execute_at'
+  end
+  call('HDEL', K_JOB(id), unpack(drop))
+  f.execute_at = execute_at
+  fields = extend({'where', index(id, f)}, fields)
+  if execute_at then
+    extend(fields, {'execute_at', execute_at})
+  end
+  set_status(id, 'processing', 'pending', fields)
+  publish_update(id)
+end
+
+-- Whether the job (f: its FIELDS, or nil) is in a state allowing `event` (nil: PROCESSING)
+-- and has this fence (any, if nil).
+local function held(f, fence, event)
+  if not f or (event and not SOURCES[event][f.status])
+      or (not event and f.status ~= 'processing') then
+    return false
+  end
+  return fence == nil or f.fence == fence
+end
+
+-- For a call sent again after its reply was lost: whether the first attempt already changed the
+-- job (nobody else stores this very `now` in updated_at).
+local function changed_by_first_attempt(id, fence)
+  local f = call('HMGET', K_JOB(id), 'updated_at', 'fence')
+  return f[1] == NOW_S and (fence == nil or f[2] == fence)
+end
