@@ -44,16 +44,15 @@ CREATE INDEX jobs_ready_by_type ON jobs (job_type, rank, seq) WHERE lane = 0;
 -- Promotion of due jobs, next_due, and the listing order of scheduled jobs.
 CREATE INDEX jobs_scheduled ON jobs (execute_at, rank, seq) WHERE lane = 1;
 CREATE INDEX jobs_waiting ON jobs (rank, seq) WHERE lane = 2;
--- Lease recovery reads expired leases only.
-CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE status = 'processing';
 -- Retention: terminal jobs with a ttl.
 CREATE INDEX jobs_expiry ON jobs (expires_at) WHERE expires_at IS NOT NULL;
 -- A unique key is held while its job is PENDING or PROCESSING; the database enforces it too.
 CREATE UNIQUE INDEX jobs_unique_key ON jobs (unique_key)
     WHERE unique_key IS NOT NULL AND status IN ('pending', 'processing');
--- Listing: most recently updated first, per status or over all.
+-- Listing, most recently updated first: per status, or merged over the statuses. Also lease
+-- recovery, which reads the PROCESSING jobs (as many as workers run at once; an index of its
+-- own would cost every claim and every completion two more index updates).
 CREATE INDEX jobs_by_status ON jobs (status, touched);
-CREATE INDEX jobs_touched ON jobs (touched);
 
 -- Dependency edges that still matter: `job_id` waits for `dep_id`. Settled (deleted) when the
 -- dependency ends, and when the waiting job ends.
@@ -64,7 +63,19 @@ CREATE TABLE edges (
 ) WITHOUT ROWID;
 CREATE INDEX edges_by_job ON edges (job_id);
 
--- Job counts per status and lane, kept by triggers, so stats() never counts rows.
+-- Custom updates (Broadcaster.send) on their way to subscribers in other processes; each
+-- process reads those newer than the last it saw, and senders delete them after a minute.
+CREATE TABLE messages (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: readers keep their place
+    origin     TEXT    NOT NULL,  -- the backend that sent it (and delivered it itself)
+    job_id     TEXT    NOT NULL,
+    body       TEXT    NOT NULL,  -- the update, JSON
+    created_at REAL    NOT NULL
+);
+CREATE INDEX messages_created ON messages (created_at);
+
+-- Job counts per status and lane, so stats() never counts rows. Each transaction adds what
+-- it moved (see _sqlite/tx.py); triggers would cost every claim and completion much more.
 CREATE TABLE counts (
     status TEXT    NOT NULL,
     lane   INTEGER NOT NULL,  -- -1 outside PENDING
@@ -75,15 +86,7 @@ INSERT INTO counts (status, lane) VALUES
     ('pending', 0), ('pending', 1), ('pending', 2),
     ('processing', -1), ('complete', -1), ('failed', -1), ('cancelled', -1);
 
-CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
-    UPDATE counts SET n = n + 1 WHERE status = NEW.status AND lane = coalesce(NEW.lane, -1);
-END;
-CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
-    UPDATE counts SET n = n - 1 WHERE status = OLD.status AND lane = coalesce(OLD.lane, -1);
-END;
-CREATE TRIGGER jobs_count_update AFTER UPDATE OF status, lane ON jobs
-    WHEN OLD.status IS NOT NEW.status OR OLD.lane IS NOT NEW.lane
-BEGIN
-    UPDATE counts SET n = n - 1 WHERE status = OLD.status AND lane = coalesce(OLD.lane, -1);
-    UPDATE counts SET n = n + 1 WHERE status = NEW.status AND lane = coalesce(NEW.lane, -1);
+-- A purged or expired job releases no one later, even if a new job takes its id.
+CREATE TRIGGER jobs_forget_edges AFTER DELETE ON jobs BEGIN
+    DELETE FROM edges WHERE dep_id = OLD.id;
 END;

@@ -1,0 +1,272 @@
+"""Every SQL statement of the SQLite backend, built once at import.
+
+Status guards come from the state machine (:func:`jdobb_async_queue._states.sources`), so the
+transition table stays the one place where a transition is allowed: a statement that applies
+``Event.X`` only touches rows whose status the table allows ``X`` from, and sets the status the
+table leads to. The schema itself is in ``schema_v*.sql`` beside this module.
+
+Lanes (PENDING jobs only): 0 ready, 1 scheduled, 2 waiting on dependencies. Queries on a lane
+name it as a literal, so SQLite can pick that lane's partial index.
+"""
+
+from __future__ import annotations
+
+from ..._records import JobRecord
+from ..._states import Event, sources, transition
+
+READY, SCHEDULED, WAITING = 0, 1, 2
+
+#: The JobRecord fields, in order: the columns carry the same names.
+FIELDS: tuple[str, ...] = JobRecord.__struct_fields__
+COLUMNS = ", ".join(FIELDS)
+#: What a published update needs (see ``record_update``).
+UPDATE_COLUMNS = "id, status, progress, message, results, error, updated_at"
+_ALIVE = "(expires_at IS NULL OR expires_at > :now)"
+
+
+def guard(event: Event) -> str:
+    """``status = '...'`` / ``status IN (...)``: the states ``event`` is allowed from."""
+    states = sorted(s.value for s in sources(event))
+    if len(states) == 1:  # an equality, so partial indexes on one status apply
+        return f"status = '{states[0]}'"
+    return "status IN (" + ", ".join(f"'{s}'" for s in states) + ")"
+
+
+def target(event: Event) -> str:
+    """The one state ``event`` leads to (from any of its sources)."""
+    (state,) = {transition(s, event) for s in sources(event)}
+    assert state is not None
+    return state.value
+
+
+#: A worker's report (complete, fail, progress, renew) applies to a job in these states.
+HELD = guard(Event.COMPLETE)
+#: The statuses in which a job holds its unique key: the non-terminal ones. Written exactly as
+#: in the schema's partial unique index, which SQLite uses only for a query with the same terms.
+LIVE = "status IN ('pending', 'processing')"
+
+# -- housekeeping --------------------------------------------------------------------------------
+
+MAX_TOUCHED = "SELECT max(touched) FROM jobs WHERE status = ?"
+PROMOTE = f"UPDATE jobs SET lane = {READY} WHERE lane = {SCHEDULED} AND execute_at <= ?"
+EXPIRE = "DELETE FROM jobs WHERE expires_at <= ? RETURNING status"
+DATA_VERSION = "PRAGMA data_version"
+
+# -- enqueue -------------------------------------------------------------------------------------
+
+_INSERT_FIELDS = (*FIELDS, "lane", "rank", "touched")
+INSERT = (
+    f"INSERT INTO jobs ({', '.join(_INSERT_FIELDS)}) "
+    f"VALUES ({', '.join(':' + f for f in _INSERT_FIELDS)})"
+)
+
+
+def existing(count: int) -> str:
+    """Which of ``count`` ids are taken already."""
+    return f"SELECT id FROM jobs WHERE id IN ({', '.join('?' * count)})"
+
+
+HOLDER = f"SELECT id FROM jobs WHERE unique_key = ? AND {LIVE}"
+DEP_STATUS = f"SELECT status FROM jobs WHERE id = :id AND {_ALIVE}"
+ADD_EDGE = "INSERT OR IGNORE INTO edges (dep_id, job_id) VALUES (?, ?)"
+
+# -- claim ---------------------------------------------------------------------------------------
+
+# One UPDATE claims a whole batch; every row of it gets the same `touched`, which then finds
+# them again (RETURNING would cost more than the second statement). No job is skipped or taken
+# twice: the transaction holds the write lock from its first statement. NOT INDEXED: the rows
+# are found by rowid from the subquery, never by scanning an index of every pending job.
+_CLAIM_SET = (
+    f"UPDATE jobs NOT INDEXED SET status = '{target(Event.CLAIM)}', lane = NULL, "
+    "attempts = attempts + 1, fence = fence + 1, worker_id = :worker_id, started_at = :now, "
+    "lease_expires_at = :lease_expires_at, updated_at = :now, touched = :touched "
+)
+_CLAIMABLE = f"lane = {READY} AND {guard(Event.CLAIM)}"
+CLAIM_ANY = (
+    f"{_CLAIM_SET} WHERE {_CLAIMABLE} AND seq IN "
+    f"(SELECT seq FROM jobs WHERE lane = {READY} ORDER BY rank, seq LIMIT :limit)"
+)
+CLAIM_TYPE = (
+    f"{_CLAIM_SET} WHERE {_CLAIMABLE} AND seq IN (SELECT seq FROM jobs "
+    f"WHERE lane = {READY} AND job_type = :job_type ORDER BY rank, seq LIMIT :limit)"
+)
+CANDIDATES_OF_TYPE = (
+    f"SELECT rank, seq FROM jobs WHERE lane = {READY} AND job_type = ? ORDER BY rank, seq LIMIT ?"
+)
+
+
+def claim_seqs(count: int) -> str:
+    """Claim the jobs with these ``seq`` (``:s0``, ``:s1``...), picked over several types."""
+    seqs = ", ".join(f":s{i}" for i in range(count))
+    return f"{_CLAIM_SET} WHERE {_CLAIMABLE} AND seq IN ({seqs})"
+
+
+CLAIMED = (
+    f"SELECT {COLUMNS} FROM jobs WHERE status = '{target(Event.CLAIM)}' AND touched = ? "
+    "ORDER BY rank, seq"
+)
+
+# -- reports from workers ------------------------------------------------------------------------
+
+HELD_ROW = (
+    "SELECT seq, attempts, max_retries, retry_delay FROM jobs "
+    f"WHERE id = :id AND {HELD} AND (:fence IS NULL OR fence = :fence)"
+)
+_LEAVE = "worker_id = NULL, lease_expires_at = NULL, updated_at = :now, touched = :touched"
+_END = (
+    "lane = NULL, completed_at = :now, "
+    "expires_at = CASE WHEN ttl IS NULL THEN NULL ELSE :now + ttl END, " + _LEAVE
+)
+_ENDED = f"RETURNING {UPDATE_COLUMNS}, depends_on"
+# The hot path: no RETURNING (the row count tells), no separate read of the held job.
+COMPLETE = (
+    f"UPDATE jobs SET status = '{target(Event.COMPLETE)}', results = :results, progress = 1.0, "
+    f"error = NULL, {_END} WHERE id = :id AND {guard(Event.COMPLETE)} "
+    "AND (:fence IS NULL OR fence = :fence)"
+)
+UPDATE_ROW = f"SELECT {UPDATE_COLUMNS} FROM jobs WHERE id = ?"
+FAIL = (
+    f"UPDATE jobs SET status = '{target(Event.FAIL)}', error = :error, {_END} "
+    f"WHERE seq = :seq AND {guard(Event.FAIL)} {_ENDED}"
+)
+CANCEL = (
+    f"UPDATE jobs SET status = '{target(Event.CANCEL)}', error = :error, {_END} "
+    f"WHERE seq = :seq AND {guard(Event.CANCEL)} {_ENDED}"
+)
+RETRY_LATER = (
+    f"UPDATE jobs SET status = '{target(Event.RETRY_LATER)}', error = :error, "
+    f"execute_at = :execute_at, lane = :lane, {_LEAVE} "
+    f"WHERE seq = :seq AND {guard(Event.RETRY_LATER)} RETURNING {UPDATE_COLUMNS}"
+)
+RELEASE = (
+    f"UPDATE jobs SET status = '{target(Event.RELEASE)}', attempts = attempts - 1, "
+    f"execute_at = NULL, lane = {READY}, {_LEAVE} "
+    f"WHERE seq = :seq AND {guard(Event.RELEASE)} RETURNING {UPDATE_COLUMNS}"
+)
+# A reclaim is a release whose attempt still counts.
+RECLAIM = (
+    f"UPDATE jobs SET status = '{target(Event.RELEASE)}', "
+    f"execute_at = NULL, lane = {READY}, {_LEAVE} "
+    f"WHERE {guard(Event.RELEASE)} AND lease_expires_at < :now "
+    f"RETURNING {UPDATE_COLUMNS}"
+)
+PROGRESS = (
+    "UPDATE jobs SET progress = coalesce(:progress, progress), "
+    "message = coalesce(:message, message), updated_at = :now, touched = :touched "
+    f"WHERE id = :id AND {HELD} AND (:fence IS NULL OR fence = :fence)"
+)
+RENEW = (
+    "UPDATE jobs SET lease_expires_at = :lease_expires_at "
+    f"WHERE id = :id AND {HELD} AND fence = :fence"
+)
+
+# -- dependents ----------------------------------------------------------------------------------
+
+
+# CROSS JOIN keeps SQLite's planner from starting at the jobs table (all pending jobs):
+# these must start from the few edges of one dependency.
+def _waiting_on(deps: str) -> str:
+    return (
+        "SELECT j.seq FROM edges AS e CROSS JOIN jobs AS j ON j.id = e.job_id "
+        f"WHERE e.dep_id {deps} AND j.lane = {WAITING}"
+    )
+
+
+def dependents_met(count: int) -> str:
+    """Count ``count`` completed dependencies (``?`` each, twice) off the jobs waiting on them;
+    return the jobs, so those waiting on nothing more can be placed."""
+    ids = ", ".join("?" * count)
+    return (
+        "UPDATE jobs SET pending_deps = pending_deps - "
+        f"(SELECT count(*) FROM edges WHERE edges.job_id = jobs.id AND edges.dep_id IN ({ids})) "
+        f"WHERE seq IN ({_waiting_on(f'IN ({ids})')}) "
+        "RETURNING seq, pending_deps, execute_at"
+    )
+
+
+def drop_edges_to(count: int) -> str:
+    """Forget the edges to ``count`` jobs that have ended."""
+    return f"DELETE FROM edges WHERE dep_id IN ({', '.join('?' * count)})"
+
+
+PLACE = "UPDATE jobs SET lane = ? WHERE seq = ?"
+DEPENDENTS_WAITING = f"{_waiting_on('= ?')} ORDER BY j.seq"
+DROP_EDGES_FROM = "DELETE FROM edges WHERE job_id = ?"
+
+# -- explicit transitions ------------------------------------------------------------------------
+
+ALIVE_ROW = (
+    f"SELECT seq, status, lane, unique_key, depends_on FROM jobs WHERE id = :id AND {_ALIVE}"
+)
+APPLY_COUNTS = "UPDATE counts SET n = n + ? WHERE status = ? AND lane = ?"
+RETRY = (
+    f"UPDATE jobs SET status = '{target(Event.RETRY)}', lane = :lane, attempts = 0, "
+    "error = NULL, message = NULL, results = NULL, progress = 0.0, completed_at = NULL, "
+    "expires_at = NULL, execute_at = :execute_at, pending_deps = :pending_deps, "
+    f"updated_at = :now, touched = :touched WHERE seq = :seq AND {guard(Event.RETRY)} "
+    f"RETURNING {UPDATE_COLUMNS}"
+)
+
+# -- reads ---------------------------------------------------------------------------------------
+
+GET = f"SELECT {COLUMNS} FROM jobs WHERE id = :id AND {_ALIVE}"
+COUNTS = "SELECT status, lane, n FROM counts"
+NEXT_DUE = f"SELECT min(execute_at) FROM jobs WHERE lane = {SCHEDULED}"
+WATCH = "SELECT id, status, fence, progress, message, results, error, updated_at FROM jobs "
+
+
+# -- custom updates between processes -----------------------------------------------------------
+
+POST_MESSAGE = "INSERT INTO messages (origin, job_id, body, created_at) VALUES (?, ?, ?, ?)"
+PRUNE_MESSAGES = "DELETE FROM messages WHERE created_at < ?"
+MESSAGES_SINCE = "SELECT seq, job_id, body FROM messages WHERE seq > ? AND origin != ? ORDER BY seq"
+LAST_MESSAGE = "SELECT coalesce(max(seq), 0) FROM messages"
+
+
+def list_recent(job_type: bool) -> str:
+    """``(touched, seq)`` of one status's jobs, most recently updated first (the listing over
+    every status merges these)."""
+    extra = " AND job_type = :job_type" if job_type else ""
+    return (
+        f"SELECT touched, seq FROM jobs WHERE status = :status AND {_ALIVE}{extra} "
+        "ORDER BY touched DESC, seq DESC LIMIT :limit"
+    )
+
+
+def by_seq(count: int) -> str:
+    """Whole jobs, found by ``seq``."""
+    return f"SELECT seq, {COLUMNS} FROM jobs WHERE seq IN ({', '.join('?' * count)})"
+
+
+#: PENDING jobs lane by lane, each in the order it is claimed (or falls due).
+LANE_ORDER = {READY: "rank, seq", SCHEDULED: "execute_at, rank, seq", WAITING: "rank, seq"}
+
+
+def list_lane(lane: int, job_type: bool) -> str:
+    """One lane of PENDING jobs, in claim order."""
+    extra = " AND job_type = :job_type" if job_type else ""
+    return (
+        f"SELECT {COLUMNS} FROM jobs WHERE lane = {lane}{extra} "
+        f"ORDER BY {LANE_ORDER[lane]} LIMIT :limit OFFSET :offset"
+    )
+
+
+def count_lane(lane: int, job_type: bool) -> str:
+    """How many PENDING jobs one lane holds (to skip it when listing with an offset)."""
+    extra = " AND job_type = :job_type" if job_type else ""
+    return f"SELECT count(*) FROM jobs WHERE lane = {lane}{extra}"
+
+
+def purge(statuses: int, before: bool, job_type: bool) -> str:
+    """Delete terminal jobs of ``statuses`` placeholders, finished before, of a type."""
+    where = ["status IN (" + ", ".join("?" * statuses) + ")"]
+    if before:
+        where.append("coalesce(completed_at, 0) < ?")
+    if job_type:
+        where.append("job_type = ?")
+    return f"DELETE FROM jobs WHERE {' AND '.join(where)} RETURNING status"
+
+
+def watch(count: int) -> str:
+    """Read the jobs a process watches (subscribed or running here) after a foreign commit."""
+    return WATCH + "WHERE id IN (" + ", ".join("?" * count) + ")"

@@ -1,0 +1,456 @@
+"""The writes of the SQLite backend: every job transition, run inside an open transaction.
+
+Each public function is one request's work: it takes a :class:`~.tx.Tx` and returns what the
+backend method returns. The store runs several in one ``BEGIN IMMEDIATE`` transaction, each
+inside its own SAVEPOINT, so a request that raises leaves nothing behind while the others
+commit. Nothing here awaits, touches the event loop or reads the clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from ..._codec import load_json
+from ..._errors import DuplicateJobError, UnknownDependencyError
+from ..._records import (
+    PRIORITY_RANK,
+    JobRecord,
+    Lease,
+    Outcome,
+    ProgressUpdate,
+    UpdateRecord,
+    record_update,
+)
+from ..._states import Event, sources
+from ..base import backoff_delay, dependency_error
+from . import queries as q
+from .tx import CHUNK, Place, Row, Tx, lane_of, place, record_of, to_json
+
+__all__ = [
+    "MESSAGE_TTL",
+    "cancel",
+    "claim",
+    "enqueue_many",
+    "finish_many",
+    "housekeep",
+    "post_message",
+    "purge",
+    "reclaim_expired",
+    "renew_many",
+    "retry",
+    "update_progress_many",
+]
+
+_BROKEN = frozenset({"failed", "cancelled"})
+_CANCELLABLE = frozenset(s.value for s in sources(Event.CANCEL))
+_RETRYABLE = frozenset(s.value for s in sources(Event.RETRY))
+_PENDING = "pending"
+_READY, _SCHEDULED, _WAITING = (place(_PENDING, lane) for lane in (q.READY, q.SCHEDULED, q.WAITING))
+_PROCESSING = place("processing", None)
+#: Seconds a custom update waits in the database for other processes' subscribers.
+MESSAGE_TTL = 60.0
+
+
+# -- housekeeping --------------------------------------------------------------------------------
+
+
+def housekeep(tx: Tx, now: float) -> None:
+    """Delete expired jobs and move due scheduled jobs to the ready lane."""
+    _expire(tx, now)
+    _promote(tx, now)
+
+
+def _expire(tx: Tx, now: float) -> None:
+    for (status,) in tx.conn.execute(q.EXPIRE, (now,)).fetchall():
+        tx.moved(place(status, None), None)
+
+
+def _promote(tx: Tx, now: float) -> None:
+    promoted = tx.conn.execute(q.PROMOTE, (now,)).rowcount
+    tx.moved(_SCHEDULED, _READY, promoted)
+
+
+# -- enqueue -------------------------------------------------------------------------------------
+
+
+def enqueue_many(tx: Tx, records: Sequence[JobRecord], now: float) -> list[str]:
+    """Store new jobs (see ``QueueBackend.enqueue_many``); raising rolls the request back.
+
+    Checks run record by record, in order, as the contract's errors require; the inserts of
+    jobs without dependencies are gathered into one ``executemany``, flushed before a record
+    whose dependencies may name them.
+    """
+    _expire(tx, now)
+    ids: list[str] = []
+    alias: dict[str, str] = {}  # id of a job not stored (its unique key is held) -> holder
+    keys: dict[str, str] = {}  # unique keys taken earlier in this batch (even if born cancelled)
+    seen: set[str] = set()
+    taken = _existing(tx, [r.id for r in records])
+    inserts: list[dict[str, Any]] = []
+    for r in records:
+        if r.id in seen or r.id in taken:
+            raise DuplicateJobError(r.id)
+        seen.add(r.id)
+        holder = keys.get(r.unique_key or "") or _holder(tx, r.unique_key)
+        if holder is not None:
+            alias[r.id] = holder
+            ids.append(holder)
+            continue
+        if r.depends_on:
+            _flush(tx, inserts)
+            _store(tx, r, [alias.get(d, d) for d in r.depends_on], now)
+        else:
+            inserts.append(_pending_row(tx, r, [], 0, now))
+        if r.unique_key is not None:
+            keys[r.unique_key] = r.id
+        ids.append(r.id)
+    _flush(tx, inserts)
+    tx.wake = tx.wake or len(alias) < len(ids)  # something was stored
+    return ids
+
+
+def _existing(tx: Tx, job_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(job_ids), CHUNK):
+        chunk = job_ids[start : start + CHUNK]
+        found.update(row[0] for row in tx.conn.execute(q.existing(len(chunk)), chunk))
+    return found
+
+
+def _flush(tx: Tx, inserts: list[dict[str, Any]]) -> None:
+    tx.conn.executemany(q.INSERT, inserts)
+    inserts.clear()
+
+
+def _holder(tx: Tx, key: str | None) -> str | None:
+    if key is None:
+        return None
+    row = tx.conn.execute(q.HOLDER, (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _store(tx: Tx, r: JobRecord, depends_on: list[str], now: float) -> None:
+    """Store a job with dependencies: waiting, or born cancelled if one already failed."""
+    statuses = _dependency_statuses(tx, depends_on, now)
+    waits = [d for d, s in statuses.items() if s not in _BROKEN and s != "complete"]
+    broken = next(((d, s) for d, s in statuses.items() if s in _BROKEN), None)
+    if broken is None:
+        tx.conn.execute(q.INSERT, _pending_row(tx, r, depends_on, len(waits), now))
+        tx.conn.executemany(q.ADD_EDGE, [(d, r.id) for d in waits])
+        return
+    # A dependency already FAILED or CANCELLED: the job is born cancelled.
+    row = _row(tx, r, depends_on, now)
+    row.update(status="cancelled", error=dependency_error(*broken), completed_at=now)
+    row["expires_at"] = None if r.ttl is None else now + r.ttl
+    tx.conn.execute(q.INSERT, row)
+    tx.moved(None, place("cancelled", None))
+    tx.emit(_ended_row(row))
+
+
+def _pending_row(
+    tx: Tx, r: JobRecord, depends_on: list[str], pending_deps: int, now: float
+) -> dict[str, Any]:
+    row = _row(tx, r, depends_on, now)
+    row["pending_deps"] = pending_deps
+    row["lane"] = lane = lane_of(r.execute_at, pending_deps, now)
+    tx.moved(None, place(_PENDING, lane))
+    return row
+
+
+def _dependency_statuses(tx: Tx, depends_on: list[str], now: float) -> dict[str, str]:
+    statuses: dict[str, str] = {}
+    unknown: list[str] = []
+    for dep_id in dict.fromkeys(depends_on):
+        found = tx.conn.execute(q.DEP_STATUS, {"id": dep_id, "now": now}).fetchone()
+        if found is None:
+            unknown.append(dep_id)
+        else:
+            statuses[dep_id] = found[0]
+    if unknown:
+        raise UnknownDependencyError(unknown)
+    return statuses
+
+
+def _row(tx: Tx, r: JobRecord, depends_on: list[str], now: float) -> dict[str, Any]:
+    row = msgspec.structs.asdict(r)
+    row.update(
+        data=_json_object(r.data, "data"),
+        metadata=_json_object(r.metadata, "metadata"),
+        results=None if r.results is None else to_json(r.results, "results"),
+        depends_on=to_json(depends_on, "depends_on") if depends_on else "[]",
+        status=_PENDING,
+        rank=PRIORITY_RANK[r.priority],
+        lane=None,
+        fence=0,
+        pending_deps=0,
+        updated_at=now,
+        touched=tx.batch.touch(),
+    )
+    return row
+
+
+def _json_object(value: dict[str, Any], what: str) -> str:
+    return to_json(value, what) if value else "{}"
+
+
+def _ended_row(row: dict[str, Any]) -> Row:
+    return tuple(row[c.strip()] for c in q.UPDATE_COLUMNS.split(","))
+
+
+# -- claim ---------------------------------------------------------------------------------------
+
+
+def claim(
+    tx: Tx, job_types: Sequence[str] | None, limit: int, worker_id: str, lease: float, now: float
+) -> list[JobRecord]:
+    """Claim up to ``limit`` ready jobs: priority, then enqueue order, over every type asked."""
+    types = None if job_types is None else list(dict.fromkeys(job_types))
+    if limit <= 0 or types == []:
+        return []
+    _promote(tx, now)
+    touched = tx.batch.touch()
+    params: dict[str, Any] = {
+        "worker_id": worker_id,
+        "now": now,
+        "lease_expires_at": now + lease,
+        "touched": touched,
+        "limit": limit,
+    }
+    if types is None:
+        tx.conn.execute(q.CLAIM_ANY, params)
+    elif len(types) == 1:
+        tx.conn.execute(q.CLAIM_TYPE, {**params, "job_type": types[0]})
+    else:
+        seqs = _candidates(tx, types, limit)
+        params.update((f"s{i}", seq) for i, seq in enumerate(seqs))
+        if seqs:
+            tx.conn.execute(q.claim_seqs(len(seqs)), params)
+    claimed = [record_of(row) for row in tx.conn.execute(q.CLAIMED, (touched,))]
+    tx.moved(_READY, _PROCESSING, len(claimed))
+    for record in claimed:
+        if record.id in tx.batch.watched:
+            tx.updates.append(record_update(record))
+    return claimed
+
+
+def _candidates(tx: Tx, job_types: Sequence[str], limit: int) -> list[int]:
+    # One index range per type, merged: the first `limit` of each suffice.
+    per_type = [tx.conn.execute(q.CANDIDATES_OF_TYPE, (t, limit)).fetchall() for t in job_types]
+    return [seq for _, seq in itertools.islice(heapq.merge(*per_type), limit)]
+
+
+# -- reports from workers ------------------------------------------------------------------------
+
+
+def finish_many(tx: Tx, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+    """Apply outcomes in order (see ``QueueBackend.finish``), then release the jobs waiting on
+    those that completed, all at once."""
+    completed: list[str] = []
+    done = [_finish(tx, o, now, completed) for o in outcomes]
+    for start in range(0, len(completed), CHUNK):
+        _release_dependents(tx, completed[start : start + CHUNK], now)
+    return done
+
+
+def _finish(tx: Tx, outcome: Outcome, now: float, completed: list[str]) -> bool:
+    if outcome.kind == "complete":
+        results = None if outcome.results is None else to_json(outcome.results, "results")
+        params = {
+            "id": outcome.job_id,
+            "fence": outcome.fence,
+            "results": results,
+            "now": now,
+            "touched": tx.batch.touch(),
+        }
+        if tx.conn.execute(q.COMPLETE, params).rowcount == 0:
+            return False
+        tx.moved(_PROCESSING, place("complete", None))
+        _emit_row(tx, outcome.job_id)
+        completed.append(outcome.job_id)
+        return True
+    held = tx.conn.execute(q.HELD_ROW, {"id": outcome.job_id, "fence": outcome.fence}).fetchone()
+    if held is None:
+        return False
+    seq, attempts, max_retries, retry_delay = held
+    params = {"seq": seq, "now": now, "touched": tx.batch.touch()}
+    if outcome.kind == "release":
+        tx.emit(tx.conn.execute(q.RELEASE, params).fetchone())
+        tx.moved(_PROCESSING, _READY)
+        tx.wake = True
+    elif outcome.retry and attempts <= max_retries:
+        at = now + backoff_delay(retry_delay, attempts, outcome.jitter)
+        lane = lane_of(at, 0, now)
+        params.update(error=outcome.error, execute_at=at, lane=lane)
+        tx.emit(tx.conn.execute(q.RETRY_LATER, params).fetchone())
+        tx.moved(_PROCESSING, place(_PENDING, lane))
+        tx.wake = True  # the claimer must learn the new due time
+    else:
+        _end(tx, q.FAIL, {**params, "error": outcome.error}, now, _PROCESSING)
+    return True
+
+
+def _emit_row(tx: Tx, job_id: str) -> None:
+    if job_id in tx.batch.watched:
+        tx.emit(tx.conn.execute(q.UPDATE_ROW, (job_id,)).fetchone())
+
+
+def _end(tx: Tx, statement: str, params: dict[str, Any], now: float, source: Place) -> None:
+    """Apply a terminal transition (fail, cancel) to one row, counted as leaving ``source``;
+    cancel its dependents, transitively."""
+    ended = tx.conn.execute(statement, params).fetchone()
+    if ended is None:
+        return
+    tx.emit(ended)
+    job_id, status, depends_on = ended[0], ended[1], ended[7]
+    tx.moved(source, place(status, None))
+    if depends_on != "[]":  # it may still wait on something: those edges are moot now
+        tx.conn.execute(q.DROP_EDGES_FROM, (job_id,))
+    waiting = tx.conn.execute(q.DEPENDENTS_WAITING, (job_id,)).fetchall()
+    if not waiting:
+        return
+    tx.conn.execute(q.drop_edges_to(1), (job_id,))
+    error = dependency_error(job_id, status)
+    for (seq,) in waiting:
+        params = {"seq": seq, "now": now, "touched": tx.batch.touch(), "error": error}
+        _end(tx, q.CANCEL, params, now, _WAITING)
+
+
+def _release_dependents(tx: Tx, job_ids: list[str], now: float) -> None:
+    """Count completed dependencies off their dependents; place those now free to run."""
+    met = tx.conn.execute(q.dependents_met(len(job_ids)), job_ids * 2).fetchall()
+    if not met:
+        return
+    for seq, pending_deps, execute_at in met:
+        if pending_deps == 0:
+            lane = lane_of(execute_at, 0, now)
+            tx.conn.execute(q.PLACE, (lane, seq))
+            tx.moved(_WAITING, place(_PENDING, lane))
+            tx.wake = True
+    tx.conn.execute(q.drop_edges_to(len(job_ids)), job_ids)
+
+
+def update_progress_many(tx: Tx, updates: Sequence[ProgressUpdate], now: float) -> list[bool]:
+    """Set progress and/or message of PROCESSING jobs whose fence matches."""
+    return [update_progress(tx, u, now) for u in updates]
+
+
+def update_progress(tx: Tx, update: ProgressUpdate, now: float) -> bool:
+    """Set progress and/or message of a PROCESSING job whose fence matches."""
+    params = {
+        "id": update.job_id,
+        "fence": update.fence,
+        "progress": update.progress,
+        "message": update.message,
+        "now": now,
+        "touched": tx.batch.touch(),
+    }
+    if tx.conn.execute(q.PROGRESS, params).rowcount == 0:
+        return False
+    _emit_row(tx, update.job_id)
+    return True
+
+
+def renew_many(tx: Tx, leases: Sequence[Lease], duration: float, now: float) -> list[bool]:
+    """Extend the leases still held; ``False`` for each one lost."""
+    expires = now + duration
+    return [
+        tx.conn.execute(
+            q.RENEW, {"id": lease.job_id, "fence": lease.fence, "lease_expires_at": expires}
+        ).rowcount
+        == 1
+        for lease in leases
+    ]
+
+
+def reclaim_expired(tx: Tx, now: float) -> list[str]:
+    """Send every PROCESSING job whose lease ran out back to PENDING, due at once."""
+    rows = tx.conn.execute(q.RECLAIM, {"now": now, "touched": tx.batch.touch()}).fetchall()
+    for row in rows:
+        tx.emit(row)
+    tx.moved(_PROCESSING, _READY, len(rows))
+    tx.wake = tx.wake or bool(rows)
+    return [row[0] for row in rows]
+
+
+# -- explicit transitions ------------------------------------------------------------------------
+
+
+def cancel(tx: Tx, job_id: str, reason: str | None, now: float) -> bool:
+    """Cancel a PENDING or PROCESSING job and, transitively, the jobs waiting on it."""
+    row = tx.conn.execute(q.ALIVE_ROW, {"id": job_id, "now": now}).fetchone()
+    if row is None or row[1] not in _CANCELLABLE:
+        return False
+    seq, status, lane = row[0], row[1], row[2]
+    params = {"seq": seq, "now": now, "touched": tx.batch.touch(), "error": reason}
+    _end(tx, q.CANCEL, params, now, place(status, lane))
+    if status == "processing":
+        tx.cancelled.append(job_id)
+    return True
+
+
+def retry(tx: Tx, job_id: str, delay: float, now: float) -> bool:
+    """Send a FAILED or CANCELLED job back to PENDING, its dependencies counted again."""
+    row = tx.conn.execute(q.ALIVE_ROW, {"id": job_id, "now": now}).fetchone()
+    if row is None or row[1] not in _RETRYABLE:
+        return False
+    seq, status, _, unique_key, depends_on = row
+    if _holder(tx, unique_key) is not None:  # the job is terminal: any holder is another job
+        return False
+    waits = _waits_on_retry(tx, load_json(depends_on), now)
+    execute_at = now + delay if delay > 0 else None
+    lane = lane_of(execute_at, len(waits), now)
+    params = {
+        "seq": seq,
+        "lane": lane,
+        "execute_at": execute_at,
+        "pending_deps": len(waits),
+        "now": now,
+        "touched": tx.batch.touch(),
+    }
+    tx.emit(tx.conn.execute(q.RETRY, params).fetchone())
+    tx.moved(place(status, None), place(_PENDING, lane))
+    tx.conn.executemany(q.ADD_EDGE, [(d, job_id) for d in waits])
+    tx.wake = True
+    return True
+
+
+def _waits_on_retry(tx: Tx, depends_on: list[str], now: float) -> list[str]:
+    """Dependencies a retried job waits on: all but the COMPLETE and the missing ones (a FAILED
+    or CANCELLED one must be retried and complete first)."""
+    waits = []
+    for dep_id in dict.fromkeys(depends_on):
+        found = tx.conn.execute(q.DEP_STATUS, {"id": dep_id, "now": now}).fetchone()
+        if found is not None and found[0] != "complete":
+            waits.append(dep_id)
+    return waits
+
+
+def purge(
+    tx: Tx, statuses: Sequence[str], before: float | None, job_type: str | None, now: float
+) -> int:
+    """Delete terminal jobs; return how many (expired ones are gone before counting)."""
+    _expire(tx, now)
+    if not statuses:
+        return 0
+    args: list[Any] = list(statuses)
+    if before is not None:
+        args.append(before)
+    if job_type is not None:
+        args.append(job_type)
+    sql = q.purge(len(statuses), before is not None, job_type is not None)
+    deleted = tx.conn.execute(sql, args).fetchall()
+    for (status,) in deleted:
+        tx.moved(place(status, None), None)
+    return len(deleted)
+
+
+def post_message(tx: Tx, update: UpdateRecord, origin: str) -> None:
+    """Leave a custom update for the subscribers of other processes (and drop stale ones)."""
+    body = msgspec.json.encode(update).decode()
+    tx.conn.execute(q.POST_MESSAGE, (origin, update.job_id, body, update.timestamp))
+    tx.conn.execute(q.PRUNE_MESSAGES, (update.timestamp - MESSAGE_TTL,))
