@@ -20,6 +20,7 @@ from ._errors import JobFailed as JobFailed
 from ._errors import JobNotFoundError as JobNotFoundError
 from ._errors import JobQueueError as JobQueueError
 from ._errors import MissingDependencyError as MissingDependencyError
+from ._errors import SchemaVersionError as SchemaVersionError
 from ._errors import SerializationError as SerializationError
 from ._errors import UnknownDependencyError as UnknownDependencyError
 from ._models import PRIORITY_WEIGHTS as PRIORITY_WEIGHTS
@@ -60,6 +61,7 @@ __all__ = [
     "PRIORITY_WEIGHTS",
     "QueueBackend",
     "QueueStats",
+    "SchemaVersionError",
     "SerializationError",
     "Task",
     "TaskArgumentError",

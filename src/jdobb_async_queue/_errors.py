@@ -19,6 +19,7 @@ __all__ = [
     "JobNotFoundError",
     "JobQueueError",
     "MissingDependencyError",
+    "SchemaVersionError",
     "SerializationError",
     "UnknownDependencyError",
 ]
@@ -30,6 +31,24 @@ class JobQueueError(Exception):
 
 class ConfigurationError(JobQueueError, ValueError):
     """A queue, worker or backend was configured with something it cannot use."""
+
+
+class SchemaVersionError(ConfigurationError):
+    """The database file was written by a newer version of this library.
+
+    :param path: the file
+    :param found: its schema version
+    :param supported: the newest version this code understands
+    """
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        self.path = path
+        self.found = found
+        self.supported = supported
+        super().__init__(
+            f"the SQLite database {path} has schema version {found}, newer than {supported}, "
+            "the newest this version of jdobb-async-queue knows: upgrade the library"
+        )
 
 
 class MissingDependencyError(ConfigurationError, ImportError):

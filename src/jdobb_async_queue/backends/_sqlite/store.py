@@ -22,7 +22,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ..._errors import BackendUnavailable, ConfigurationError, JobQueueError
+from ..._errors import BackendUnavailable, ConfigurationError, JobQueueError, SchemaVersionError
 from ..._records import UpdateRecord
 from . import queries as q
 from . import reads
@@ -49,24 +49,6 @@ _FORMS = "use sqlite:///relative/path.db, sqlite:////absolute/path.db or sqlite:
 
 #: One request's work inside a transaction.
 Op = Callable[[Tx], Any]
-
-
-class SchemaVersionError(ConfigurationError):
-    """The database file was written by a newer version of this library.
-
-    :param path: the file
-    :param found: its schema version
-    :param supported: the newest version this code understands
-    """
-
-    def __init__(self, path: str, found: int, supported: int) -> None:
-        self.path = path
-        self.found = found
-        self.supported = supported
-        super().__init__(
-            f"the SQLite database {path} has schema version {found}, newer than {supported}, "
-            "the newest this version of jdobb-async-queue knows: upgrade the library"
-        )
 
 
 @dataclass(frozen=True)
