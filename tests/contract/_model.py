@@ -71,7 +71,7 @@ class ModelJob:
         lease = f" lease={self.lease_expires_at}" if self.lease_expires_at is not None else ""
         return (
             f"{self.id}: {self.status} {self.job_type}/{self.priority} "
-            f"attempts={self.attempts}/{self.max_retries}+1 fence={self.fence}"
+            f"attempts={self.attempts} max_retries={self.max_retries} fence={self.fence}"
             f"{deps}{key}{due}{lease} errors={sorted(map(str, self.errors))}"
         )
 
@@ -114,6 +114,34 @@ class Model:
         ]
         return min(candidates, key=lambda j: (RANK[j.priority], j.seq), default=None)
 
+    def group(self, job: ModelJob) -> int:
+        """Where a PENDING job stands: 0 claimable, 1 scheduled (not yet due), 2 waiting on
+        dependencies. ``list_jobs("pending")`` lists them in this order."""
+        if self.waiting(job):
+            return 2
+        return 0 if self.due(job) else 1
+
+    def next_due(self) -> float | None:
+        """The earliest due time of a scheduled job (``next_due``: how long a worker may sleep)."""
+        dues = [
+            j.execute_at
+            for j in self.jobs.values()
+            if j.status == PENDING and self.group(j) == 1 and j.execute_at is not None
+        ]
+        return min(dues, default=None)
+
+    def next_deadline(self) -> float | None:
+        """The earliest future moment something changes on its own: a lease runs out or a
+        PENDING job falls due. (Stepping onto it exactly tests both boundaries: a job is due at
+        ``execute_at <= now``; a lease is expired only at ``lease_expires_at < now``.)"""
+        moments = [
+            t
+            for j in self.jobs.values()
+            for t in (j.lease_expires_at, j.execute_at if j.status == PENDING else None)
+            if t is not None and t > self.now
+        ]
+        return min(moments, default=None)
+
     def pending_deps(self, job: ModelJob) -> int:
         return sum(self.jobs[d].status != COMPLETE for d in job.depends_on)
 
@@ -121,17 +149,21 @@ class Model:
         counts = dict.fromkeys((PENDING, PROCESSING, COMPLETE, FAILED, CANCELLED), 0)
         for job in self.jobs.values():
             counts[job.status] += 1
-        pending = [j for j in self.jobs.values() if j.status == PENDING]
-        # Three disjoint groups of PENDING jobs, as list_jobs orders them: claimable,
-        # scheduled (dependencies met, not yet due), waiting (on dependencies).
-        counts["waiting"] = sum(self.waiting(j) for j in pending)
-        counts["scheduled"] = sum(not self.waiting(j) and not self.due(j) for j in pending)
+        groups = [self.group(j) for j in self.jobs.values() if j.status == PENDING]
+        # Disjoint parts of PENDING, as list_jobs orders them: a job waiting on dependencies
+        # counts as waiting whether or not it is due.
+        counts["scheduled"] = groups.count(1)
+        counts["waiting"] = groups.count(2)
         return counts
 
     # -- operations (each returns what the backend must return) --------------------------------
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+    def set_time(self, now: float) -> None:
+        assert now >= self.now
+        self.now = now
 
     def enqueue(
         self,

@@ -241,7 +241,8 @@ class QueueBackend(ABC):
     @abstractmethod
     async def stats(self, *, now: float) -> QueueStats:
         """Counts by status plus ``scheduled`` (pending, not yet due) and ``waiting`` (pending on
-        dependencies), expired jobs left out. Must not load every job."""
+        dependencies; a job both waiting and not yet due counts as waiting only), expired jobs
+        left out. Must not load every job."""
 
     @abstractmethod
     async def purge(
