@@ -13,7 +13,19 @@ import msgspec
 
 from ._errors import SerializationError
 
-__all__ = ["dump_json", "load_json", "checked_copy"]
+__all__ = ["CheckedJSON", "checked_copy", "dump_json", "is_json_scalar", "load_json"]
+
+
+class CheckedJSON(dict):  # type: ignore[type-arg]
+    """A dict the library built from values already known to be JSON (skips the round trip)."""
+
+
+def is_json_scalar(value: object) -> bool:
+    """Whether ``value`` is None, a bool, an int, a str or a finite float (JSON as it is)."""
+    kind = type(value)
+    if kind is float:
+        return value == value and value not in (float("inf"), float("-inf"))
+    return value is None or kind is str or kind is int or kind is bool
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()

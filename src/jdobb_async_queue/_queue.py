@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
-from ._codec import checked_copy
+from ._codec import CheckedJSON, checked_copy
 from ._errors import InvalidJobError
 from ._jobspec import as_sequence, build_record, check_progress
 from ._models import Job, JobPriority, JobStatus, QueueStats
@@ -388,7 +388,9 @@ def _results(results: object) -> dict[str, Any]:
 
 def check_results(results: object) -> dict[str, Any] | None:
     """Check a handler's return value: a JSON-compatible dict or None."""
-    return None if results is None else _results(results)
+    if results is None or type(results) is CheckedJSON:
+        return results
+    return _results(results)
 
 
 def _manual_worker_id() -> str:

@@ -25,7 +25,7 @@ from anyio.lowlevel import RunVar
 from typing_extensions import Unpack
 
 from ._broadcast import Broadcaster
-from ._codec import dump_json
+from ._codec import CheckedJSON, dump_json, is_json_scalar
 from ._context import HandlerFunc, JobContext
 from ._errors import ConfigurationError, InvalidJobError, JobCancelled, JobFailed
 from ._jobspec import ENQUEUE_OPTIONS, build_record
@@ -293,17 +293,26 @@ class TaskRegistry:
 
         async def run_task(ctx: JobContext) -> dict[str, Any]:
             args, kwargs = _call_args(task, ctx.data)
-            if is_async:
-                value = await func(*args, **kwargs)
-            else:
-                call = functools.partial(_boxed, func, *args, **kwargs)
-                # abandon_on_cancel: a timeout or cancel must not wait for the thread, which
-                # cannot be interrupted; it finishes in the background, its result discarded.
-                (value,) = await anyio.to_thread.run_sync(
-                    call, limiter=self._threads(), abandon_on_cancel=True
-                )
-                if inspect.isawaitable(value):  # a plain def that returns a coroutine
-                    value = await value
+            try:
+                if is_async:
+                    call = func(*args, **kwargs)  # a bad signature raises here, not in the body
+                    value = await call
+                    if is_json_scalar(value):  # the common case: no JSON round trip needed
+                        return CheckedJSON(result=value)
+                    return {"result": value}
+                else:
+                    boxed = functools.partial(_boxed, func, *args, **kwargs)
+                    # abandon_on_cancel: a timeout or cancel must not wait for the thread, which
+                    # cannot be interrupted; it finishes in the background, result discarded.
+                    (call,) = await anyio.to_thread.run_sync(
+                        boxed, limiter=self._threads(), abandon_on_cancel=True
+                    )
+            except TypeError:
+                _check_binding(task, args, kwargs)  # arguments that don't fit: say so clearly
+                raise
+            value = await call if inspect.isawaitable(call) else call
+            if is_json_scalar(value):  # the common case: no JSON round trip needed
+                return CheckedJSON(result=value)
             return {"result": value}
 
         return run_task
@@ -390,18 +399,26 @@ def _is_async(func: Callable[..., Any]) -> bool:
 
 def _call_args(task: Task[Any, Any], data: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     args, kwargs = data.get("args", []), data.get("kwargs", {})
-    extra = set(data) - _DATA_KEYS
-    if extra or not isinstance(args, list) or not isinstance(kwargs, dict):
+    known = ("args" in data) + ("kwargs" in data)
+    if len(data) != known or type(args) is not list or type(kwargs) is not dict:
         shown = repr(data) if len(repr(data)) <= 80 else repr(data)[:77] + "..."
         raise TaskArgumentError(
             f'{task.name}: task data must be {{"args": [...], "kwargs": {{...}}}}, not {shown}'
         )
+    return args, kwargs
+
+
+def _check_binding(task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Raise :class:`TaskArgumentError` if the stored arguments don't fit the function.
+
+    Only called once a call has raised ``TypeError``: binding costs microseconds per job, and
+    the call itself would have refused a bad signature anyway.
+    """
     if task._signature is not None:
         try:
             task._signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TaskArgumentError(f"{task.name}: {exc}") from None
-    return args, kwargs
 
 
 def _task_result(job: Job) -> TaskResult[Any]:
