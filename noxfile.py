@@ -28,3 +28,10 @@ def types(session: nox.Session) -> None:
     """mypy --strict on src/."""
     session.install("-e", ".[dev]")
     session.run("mypy", "src")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the site; examples are included from examples/ by pymdownx.snippets."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build")
