@@ -14,7 +14,9 @@ time) plus idle-worker latency (one job at a time, worker already waiting), peak
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -47,7 +49,10 @@ def open_queue(args: argparse.Namespace) -> JobQueue:
     if args.backend == "memory":
         return JobQueue(backend="memory")
     if args.backend == "sqlite":
-        url = args.url or f"sqlite:///{tempfile.mkdtemp(prefix='jdobb-bench-')}/bench.db"
+        if args.url is None:  # a fresh file, removed at exit
+            scratch = tempfile.mkdtemp(prefix="jdobb-bench-")
+            atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        url = args.url or f"sqlite:///{scratch}/bench.db"
         return JobQueue(backend="sqlite", url=url)
     return JobQueue(backend="redis", url=args.url, namespace=f"bench-{uuid.uuid4().hex[:8]}")
 

@@ -15,8 +15,10 @@ microseconds per job spent in the database thread, and the rate of single, seque
 from __future__ import annotations
 
 import argparse
+import atexit
 import cProfile
 import pstats
+import shutil
 import tempfile
 import time
 from typing import Any
@@ -45,7 +47,9 @@ def count_batches() -> list[float]:
 
 
 async def run_once(args: argparse.Namespace, loop: str, batches: list[float]) -> str:
-    url = args.url or f"sqlite:///{tempfile.mkdtemp(prefix='jdobb-sqlite-bench-')}/bench.db"
+    scratch = tempfile.mkdtemp(prefix="jdobb-sqlite-bench-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # the default file goes at exit
+    url = args.url or f"sqlite:///{scratch}/bench.db"
     queue = JobQueue(backend="sqlite", url=url)
     n = args.jobs
     for start in range(0, n, 1000):
