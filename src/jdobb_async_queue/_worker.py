@@ -10,6 +10,7 @@ from functools import partial
 from typing import TypeVar
 
 import anyio
+import anyio.lowlevel
 
 from ._context import HandlerFunc
 from ._errors import ConfigurationError
@@ -157,6 +158,9 @@ class Worker:
     async def stop(self) -> None:
         """Stop claiming, let running jobs finish (up to ``drain_timeout``), and wait for
         :meth:`run` to return. Does nothing if the worker is not running."""
+        # One checkpoint first, so a run() that was just started as a task (the reference's
+        # ``create_task(worker.run())`` followed by ``stop()``) has begun and can be stopped.
+        await anyio.lowlevel.checkpoint()
         if self._stop is None or self._done is None or self._done.is_set():
             return
         self._stop.set()

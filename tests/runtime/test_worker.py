@@ -445,3 +445,13 @@ async def test_a_backend_outage_does_not_stop_the_worker() -> None:
             backend.down = False
             assert await wait_done(queue, job_id) is JobStatus.COMPLETE
             await worker.stop()
+
+
+async def test_stop_right_after_starting_run_stops_it() -> None:
+    worker = Worker(JobQueue())
+    worker.register_handler("t", _noop)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)  # not begun yet when stop() is called
+            await worker.stop()
+    assert not worker.is_running

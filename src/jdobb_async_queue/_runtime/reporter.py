@@ -27,6 +27,8 @@ __all__ = ["hand_over", "run_reporter", "store_outcome"]
 
 #: Outcomes written per backend call, at most.
 BATCH = 256
+#: Longest wait, in seconds, for a write that must finish even though we are being cancelled.
+SHIELD_LIMIT = 10.0
 
 
 async def run_reporter(
@@ -39,14 +41,18 @@ async def run_reporter(
     """Write outcomes until every sender has closed its end."""
     async with outcomes:
         task_status.started()
+        batch: list[Outcome] = []
         try:
             async for first in outcomes:
-                await _store(backend, clock, [first, *_pending(outcomes, BATCH - 1)])
+                batch = [first, *_pending(outcomes, BATCH - 1)]
+                await _store(backend, clock, batch)
+                batch = []
         except anyio.get_cancelled_exc_class():
-            # run() itself was cancelled: store what handlers already handed over (shielded,
-            # or finished jobs would wait for their leases to run out and run again).
-            with anyio.CancelScope(shield=True):
-                rest = _pending(outcomes, None)
+            # run() itself was cancelled: store the batch in flight and what handlers already
+            # handed over, or finished jobs would wait for their leases and run again.
+            # Shielded, but bounded: a backend that no longer answers must not hang the stop.
+            with anyio.move_on_after(SHIELD_LIMIT, shield=True):
+                rest = [*batch, *_pending(outcomes, None)]
                 if rest:
                     await backend.finish_many(rest, now=clock())
             raise
@@ -89,7 +95,12 @@ async def hand_over(outcomes: MemoryObjectSendStream[Outcome], outcome: Outcome)
 
 
 async def store_outcome(queue: JobQueue, outcome: Outcome) -> None:
-    """Store ``outcome`` at once (burst mode and ``process_one``)."""
-    # Shielded: the caller may be cancelled, and the outcome (or the hand-back) must land.
-    with anyio.CancelScope(shield=True):
-        await queue.backend.finish(outcome, now=queue.clock())
+    """Store ``outcome`` at once (burst mode and ``process_one``), riding out an outage."""
+
+    async def attempt() -> bool:
+        return await queue.backend.finish(outcome, now=queue.clock())
+
+    # Shielded, within a bound: the caller may be cancelled, and the outcome (or the hand-back)
+    # must land unless the backend stays unreachable; then the lease brings the job back.
+    with anyio.move_on_after(SHIELD_LIMIT, shield=True):
+        await retrying(attempt, "storing a job outcome", give_up_after=SHIELD_LIMIT)
