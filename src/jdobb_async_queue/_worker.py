@@ -158,8 +158,11 @@ class Worker:
     async def stop(self) -> None:
         """Stop claiming, let running jobs finish (up to ``drain_timeout``), and wait for
         :meth:`run` to return. Does nothing if the worker is not running."""
-        # One checkpoint first, so a run() that was just started as a task (the reference's
-        # ``create_task(worker.run())`` followed by ``stop()``) has begun and can be stopped.
+        # Two checkpoints first, so a run() that was just started as a task (the reference's
+        # ``create_task(worker.run())`` followed by ``stop()``) has begun and can be stopped:
+        # asyncio runs the new task at the next one; trio runs it in the next batch, in random
+        # order with us, so it has certainly begun by the second.
+        await anyio.lowlevel.checkpoint()
         await anyio.lowlevel.checkpoint()
         if self._stop is None or self._done is None or self._done.is_set():
             return

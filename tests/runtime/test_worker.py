@@ -455,3 +455,59 @@ async def test_stop_right_after_starting_run_stops_it() -> None:
             tg.start_soon(worker.run)  # not begun yet when stop() is called
             await worker.stop()
     assert not worker.is_running
+
+
+async def test_a_hard_stop_hands_back_every_claimed_job() -> None:
+    queue = JobQueue()
+    worker = Worker(queue, max_concurrent=4, drain_timeout=0)
+    started = anyio.Event()
+
+    @worker.handler("t")
+    async def handle(ctx: JobContext) -> None:
+        started.set()
+        await anyio.sleep(0.01)
+
+    for _ in range(200):
+        await queue.enqueue("t")
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            await started.wait()
+            await worker.stop()
+    stats = await queue.stats()
+    assert stats.processing == 0  # none left for its lease to recover
+    assert stats.pending + stats.complete == 200
+
+
+class BlinkingBackend(MemoryBackend):
+    """The memory backend whose first read of a job fails as if the server blinked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blinked = False
+
+    async def get(self, job_id: str, *, now: float) -> Any:
+        if not self.blinked:
+            self.blinked = True
+            raise BackendUnavailable("blink (test outage)")
+        return await super().get(job_id, now=now)
+
+
+async def test_an_outage_while_reading_dependency_results_is_ridden_out() -> None:
+    queue = JobQueue(backend=BlinkingBackend())
+    worker = Worker(queue)
+    seen: list[Any] = []
+
+    @worker.handler("t")
+    async def handle(ctx: JobContext) -> dict[str, Any]:
+        seen.append(ctx.dependency_results)
+        return {"n": len(seen)}
+
+    first = await queue.enqueue("t")
+    second = await queue.enqueue("t", depends_on=[first])
+    with anyio.fail_after(5):
+        await worker.run(burst=True)
+    assert seen[1] == {first: {"n": 1}}
+    job = await queue.get(second)
+    assert job is not None
+    assert job.status is JobStatus.COMPLETE

@@ -8,17 +8,22 @@ worker cancels from outside it and hands the job back. :class:`JobRunner` is als
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .._codec import is_json_scalar
 from .._context import HandlerFunc, JobContext
 from .._errors import JobQueueError
 from .._queue import JobQueue, check_results
 from .._records import JobRecord, Outcome
+from .._tasks import TaskHandler
 from ..backends.base import new_jitter
+from .backoff import retrying
+from .reporter import SHIELD_LIMIT
 from .roster import Roster, RunningJob
 
 __all__ = ["JobRunner", "run_handler"]
@@ -47,11 +52,8 @@ class JobRunner:
             outcome = await self._attempt(record, entry)
         except anyio.get_cancelled_exc_class():
             # The worker is stopping hard (drain deadline, or run() itself cancelled): hand the
-            # job back, due at once. Straight to the backend, shielded, because the reporter may
-            # be cancelled too and the release must land.
-            with anyio.CancelScope(shield=True):
-                release = Outcome(job_id=record.id, kind="release", fence=record.fence)
-                await self._backend.finish(release, now=self._queue.clock())
+            # job back, due at once.
+            await self.release([record])
             raise
         finally:
             self._roster.remove(entry)
@@ -63,12 +65,26 @@ class JobRunner:
         if handler is None:
             return _failure(record, f"no handler registered for job type {record.job_type!r}")
         ctx = JobContext(self._queue, record, await self._dependency_results(record))
+        checked = False  # results known to be JSON already
         token = ctx._enter()
         try:
             with entry.scope:
                 if record.timeout is not None:
                     entry.scope.deadline = anyio.current_time() + record.timeout
-                results = await handler(ctx)
+                if type(handler) is TaskHandler and handler.is_async:
+                    # An async task, run here rather than through its wrapper's coroutine.
+                    args, kwargs = handler.arguments(record.data)
+                    try:
+                        value = await handler.func(*args, **kwargs)
+                    except TypeError:
+                        handler.check_binding(args, kwargs)
+                        raise
+                    # A plain dict of a scalar is not even GC-tracked (unlike CheckedJSON), so
+                    # results kept by a store cost the collector nothing.
+                    checked = is_json_scalar(value)
+                    results: Any = {"result": value}
+                else:
+                    results = await handler(ctx)
         except Exception as exc:
             return None if entry.lost else _failure(record, _describe(exc))
         finally:
@@ -77,7 +93,22 @@ class JobRunner:
             return None
         if entry.scope.cancelled_caught:
             return _failure(record, f"timed out after {record.timeout:g}s")
+        if checked:
+            return Outcome(job_id=record.id, kind="complete", fence=record.fence, results=results)
         return _success(record, results)
+
+    async def release(self, records: list[JobRecord]) -> None:
+        """Hand claimed jobs back (PENDING, due at once), while being cancelled.
+
+        Straight to the backend, because the reporter may be cancelled too; shielded so the
+        release lands, but bounded, so a backend that no longer answers cannot hang a stop (the
+        jobs' leases then bring them back).
+        """
+        if not records:
+            return
+        outcomes = [Outcome(job_id=r.id, kind="release", fence=r.fence) for r in records]
+        with anyio.move_on_after(SHIELD_LIMIT, shield=True):
+            await self._backend.finish_many(outcomes, now=self._queue.clock())
 
     async def _dependency_results(self, record: JobRecord) -> dict[str, dict[str, Any] | None]:
         if not record.depends_on:
@@ -85,7 +116,8 @@ class JobRunner:
         now = self._queue.clock()
         found = {}
         for dep_id in record.depends_on:
-            dep = await self._backend.get(dep_id, now=now)
+            get = partial(self._backend.get, dep_id, now=now)
+            dep = await retrying(get, "reading a dependency's results")
             found[dep_id] = None if dep is None else dep.results
         return found
 
@@ -120,9 +152,23 @@ async def run_handler(
     async with jobs, credits:
         _offer(credits)
         task_status.started()
-        async for record in jobs:
-            await runner.execute(record)
-            _offer(credits)
+        try:
+            async for record in jobs:
+                await runner.execute(record)
+                _offer(credits)
+        except anyio.get_cancelled_exc_class():
+            # A hard stop: jobs claimed for idle handlers but not started yet go back too.
+            await runner.release(_left_over(jobs))
+            raise
+
+
+def _left_over(jobs: MemoryObjectReceiveStream[JobRecord]) -> list[JobRecord]:
+    records: list[JobRecord] = []
+    while True:
+        try:
+            records.append(jobs.receive_nowait())
+        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            return records
 
 
 def _offer(credits: MemoryObjectSendStream[None]) -> None:

@@ -497,6 +497,22 @@ def _copy(r: JobRecord) -> JobRecord:
 _encode, _decode = msgspec.json.encode, msgspec.json.decode
 
 
+_SHARED = frozenset({str, int, float, bool, type(None)})  # immutable: shared, not copied
+
+
 def _json_copy(value: dict[str, Any]) -> dict[str, Any]:
-    copied: dict[str, Any] = _decode(_encode(value))
-    return copied
+    # A flat payload (scalars and empty containers, e.g. a task's {"args": [], "kwargs": {}})
+    # is copied here, without the JSON round trip; anything else goes through JSON.
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        kind = type(item)
+        if kind in _SHARED:
+            flat[key] = item
+        elif kind is list and not item:
+            flat[key] = []
+        elif kind is dict and not item:
+            flat[key] = {}
+        else:
+            copied: dict[str, Any] = _decode(_encode(value))
+            return copied
+    return flat
