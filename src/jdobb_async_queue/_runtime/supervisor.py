@@ -10,7 +10,7 @@ Lifecycle of one ``Worker.run()``::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -22,7 +22,7 @@ from .._context import HandlerFunc
 from .._errors import BackendUnavailable
 from .._queue import JobQueue
 from .._records import JobRecord, Outcome
-from ..backends.base import QueueBackend
+from ..backends.base import Notice, QueueBackend
 from .backoff import FIRST_DELAY, logger
 from .claimer import Claimer
 from .handler import JobRunner, run_handler
@@ -113,25 +113,37 @@ async def _listen(
     *,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Turn the backend's notices into claimer wake-ups and handler cancellations."""
+    """Turn the backend's notices into claimer wake-ups and handler cancellations.
+
+    Reports itself started once the first subscription is open (or the backend is down), so no
+    job the worker runs can be cancelled before the worker can hear of it.
+    """
+    started = False
     async with wake:
-        task_status.started()
         while True:
             try:
-                await _relay(backend, roster, wake)
+                async with backend.listen() as notices:
+                    if not started:
+                        started = True
+                        task_status.started()
+                    await _relay(notices, roster, wake)
             except BackendUnavailable as exc:
                 logger.warning("lost the backend's notices, listening again: %s", exc)
+            if not started:
+                started = True
+                task_status.started()
             _poke(wake)  # something may have happened while we were not listening
             await anyio.sleep(FIRST_DELAY)
 
 
-async def _relay(backend: QueueBackend, roster: Roster, wake: MemoryObjectSendStream[None]) -> None:
-    async with backend.listen() as notices:
-        async for notice in notices:
-            if notice.kind == "jobs":
-                _poke(wake)
-            elif notice.job_id is not None:
-                roster.take_away(notice.job_id)
+async def _relay(
+    notices: AsyncIterator[Notice], roster: Roster, wake: MemoryObjectSendStream[None]
+) -> None:
+    async for notice in notices:
+        if notice.kind == "jobs":
+            _poke(wake)
+        elif notice.job_id is not None:
+            roster.take_away(notice.job_id)
 
 
 async def _keep_leases(
