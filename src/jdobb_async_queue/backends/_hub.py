@@ -38,6 +38,15 @@ class Mailbox(Generic[T]):
         if self._ready is not None:
             self._ready.set()
 
+    def get_nowait(self) -> T:
+        """Return the oldest item without waiting.
+
+        :raises anyio.WouldBlock: if the mailbox is empty
+        """
+        if not self._items:
+            raise anyio.WouldBlock
+        return self._items.popleft()
+
     async def get(self) -> T:
         """Wait for and return the oldest item."""
         while not self._items:

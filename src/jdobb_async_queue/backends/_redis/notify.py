@@ -23,7 +23,6 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
 
 import anyio
 import msgspec
@@ -44,7 +43,6 @@ from .keys import KeyLayout
 
 __all__ = ["Notifier"]
 
-T = TypeVar("T")
 
 #: Items a reader's mailbox holds before the oldest is dropped.
 MAILBOX_SIZE = 256
@@ -62,19 +60,6 @@ class _Resync:
 
 
 _RESYNC = _Resync()
-
-
-class _Box(Mailbox[T]):
-    """A mailbox whose owner can also look without waiting."""
-
-    def get_nowait(self) -> T:
-        """Return the oldest item.
-
-        :raises anyio.WouldBlock: if the mailbox is empty
-        """
-        if not self._items:
-            raise anyio.WouldBlock
-        return self._items.popleft()
 
 
 class Notifier:
@@ -100,7 +85,7 @@ class Notifier:
         self._snapshot = snapshot
         self._patience = patience
         self._pubsub: PubSub | None = None
-        self._boxes: dict[bytes, set[_Box[object]]] = {}
+        self._boxes: dict[bytes, set[Mailbox[object]]] = {}
         self._lock = anyio.Lock()  # serialises (un)subscriptions
         self._reading = False
         self._changed = anyio.Event()
@@ -114,7 +99,7 @@ class Notifier:
     @asynccontextmanager
     async def listen(self) -> AsyncIterator[AsyncIterator[Notice]]:
         """Receive worker notices while the context is open."""
-        box: _Box[object] = _Box(MAILBOX_SIZE)
+        box: Mailbox[object] = Mailbox(MAILBOX_SIZE)
         channel = self._keys.notices
         await self._add(channel, box)
         try:
@@ -125,7 +110,7 @@ class Notifier:
     @asynccontextmanager
     async def subscribe(self, job_id: str) -> AsyncIterator[AsyncIterator[UpdateRecord]]:
         """Receive the updates of ``job_id`` while the context is open."""
-        box: _Box[object] = _Box(MAILBOX_SIZE)
+        box: Mailbox[object] = Mailbox(MAILBOX_SIZE)
         channel = self._keys.updates(job_id)
         await self._add(channel, box)
         try:
@@ -143,7 +128,7 @@ class Notifier:
 
     # -- subscriptions -------------------------------------------------------------------------
 
-    async def _add(self, channel: bytes, box: _Box[object]) -> None:
+    async def _add(self, channel: bytes, box: Mailbox[object]) -> None:
         async with self._lock:
             boxes = self._boxes.setdefault(channel, set())
             boxes.add(box)
@@ -159,7 +144,7 @@ class Notifier:
                 self._discard(channel, box)
                 raise
 
-    async def _remove(self, channel: bytes, box: _Box[object]) -> None:
+    async def _remove(self, channel: bytes, box: Mailbox[object]) -> None:
         # Shielded (and bounded): this runs while a cancelled reader leaves, and a subscription
         # left behind would keep its channel's messages coming.
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
@@ -171,7 +156,7 @@ class Notifier:
                 except (RedisConnectionError, RedisTimeoutError):
                     pass  # the connection is gone, and the subscription with it
 
-    def _discard(self, channel: bytes, box: _Box[object]) -> bool:
+    def _discard(self, channel: bytes, box: Mailbox[object]) -> bool:
         """Forget ``box``; return whether it was the channel's last."""
         boxes = self._boxes.get(channel)
         if boxes is None:
@@ -194,7 +179,7 @@ class Notifier:
 
     # -- reading -------------------------------------------------------------------------------
 
-    async def next_item(self, box: _Box[object], *, patient: bool) -> object:
+    async def next_item(self, box: Mailbox[object], *, patient: bool) -> object:
         """Wait for the next item of ``box``, reading the connection when nobody else does."""
         while True:
             try:
@@ -286,7 +271,7 @@ def _notice(data: bytes) -> Notice:
 class _Notices:
     """A listener's stream of notices (a plain iterator: nothing is held across yields)."""
 
-    def __init__(self, notifier: Notifier, box: _Box[object]) -> None:
+    def __init__(self, notifier: Notifier, box: Mailbox[object]) -> None:
         self._notifier = notifier
         self._box = box
 
@@ -302,7 +287,7 @@ class _Notices:
 class _Updates:
     """A subscriber's stream of one job's updates."""
 
-    def __init__(self, notifier: Notifier, box: _Box[object], job_id: str) -> None:
+    def __init__(self, notifier: Notifier, box: Mailbox[object], job_id: str) -> None:
         self._notifier = notifier
         self._box = box
         self._job_id = job_id
