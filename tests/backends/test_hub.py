@@ -37,3 +37,23 @@ async def test_changing_a_returned_job_does_not_change_the_stored_one() -> None:
     again = await queue.get(job_id)
     assert again is not None
     assert again.data == {"items": [1]} and again.metadata == {"m": 1}
+
+
+async def test_a_backend_without_push_gets_polled_updates() -> None:
+    from jdobb_async_queue.backends.base import QueueBackend
+    from jdobb_async_queue.backends.memory import MemoryBackend
+
+    class Polling(MemoryBackend):
+        subscribe = QueueBackend.subscribe  # the base class's default: polling get()
+
+    queue = JobQueue(backend=Polling())
+    job_id = await queue.enqueue("t")
+    await queue.claim(["t"])
+    updates = Broadcaster(queue).subscribe(job_id)
+    assert (await updates.__anext__()).status is JobStatus.PROCESSING
+    await queue.update(job_id, progress=0.5)
+    await queue.complete(job_id, {"ok": True})
+    with anyio.fail_after(5):
+        rest = [u async for u in updates]
+    assert rest[-1].status is JobStatus.COMPLETE
+    assert rest[-1].results == {"ok": True}

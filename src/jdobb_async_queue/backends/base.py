@@ -28,6 +28,7 @@ a custom backend can run that suite by adding itself to the ``backend`` fixture.
 from __future__ import annotations
 
 import random
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -37,7 +38,7 @@ import anyio
 import msgspec
 
 from .._models import QueueStats
-from .._records import JobRecord, Lease, Outcome, ProgressUpdate, UpdateRecord
+from .._records import JobRecord, Lease, Outcome, ProgressUpdate, UpdateRecord, record_update
 
 __all__ = [
     "MAX_BACKOFF",
@@ -308,25 +309,15 @@ async def _silence() -> AsyncIterator[AsyncIterator[Notice]]:
 async def _poll_updates(
     backend: QueueBackend, job_id: str
 ) -> AsyncIterator[AsyncIterator[UpdateRecord]]:
-    import time
-
     async def changes() -> AsyncIterator[UpdateRecord]:
-        last: tuple[object, ...] | None = None
+        last: UpdateRecord | None = None
         while True:
             record = await backend.get(job_id, now=time.time())
             if record is not None:
-                key = (record.status, record.progress, record.message, record.updated_at)
-                if key != last:
-                    last = key
-                    yield UpdateRecord(
-                        job_id=record.id,
-                        status=record.status,
-                        progress=record.progress,
-                        message=record.message,
-                        results=record.results,
-                        error=record.error,
-                        timestamp=record.updated_at,
-                    )
+                update = record_update(record)
+                if update != last:
+                    last = update
+                    yield update
             await anyio.sleep(0.5)
 
     yield changes()
