@@ -57,3 +57,27 @@ async def test_a_backend_without_push_gets_polled_updates() -> None:
         rest = [u async for u in updates]
     assert rest[-1].status is JobStatus.COMPLETE
     assert rest[-1].results == {"ok": True}
+
+
+async def test_a_worker_on_a_backend_without_push_polls() -> None:
+    from jdobb_async_queue import JobContext, Worker
+    from jdobb_async_queue.backends.base import QueueBackend
+    from jdobb_async_queue.backends.memory import MemoryBackend
+
+    class Silent(MemoryBackend):
+        listen = QueueBackend.listen  # the base class's default: no notices at all
+
+    queue = JobQueue(backend=Silent())
+    worker = Worker(queue, poll_interval=0.05)
+    done = anyio.Event()
+
+    @worker.handler("t")
+    async def handle(ctx: JobContext) -> None:
+        done.set()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            await queue.enqueue("t")  # found by the next poll, not by a wake-up
+            await done.wait()
+            await worker.stop()

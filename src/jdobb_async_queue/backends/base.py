@@ -298,26 +298,48 @@ class QueueBackend(ABC):
 
 @asynccontextmanager
 async def _silence() -> AsyncIterator[AsyncIterator[Notice]]:
-    async def never() -> AsyncIterator[Notice]:
-        await anyio.sleep_forever()
-        yield Notice("jobs")  # pragma: no cover - unreachable
+    yield _Silence()
 
-    yield never()
+
+class _Silence:
+    """Notices from a backend that pushes none: waits until cancelled."""
+
+    def __aiter__(self) -> _Silence:
+        return self
+
+    async def __anext__(self) -> Notice:
+        await anyio.sleep_forever()
+        raise StopAsyncIteration  # pragma: no cover - sleep_forever only ends by cancellation
 
 
 @asynccontextmanager
 async def _poll_updates(
     backend: QueueBackend, job_id: str
 ) -> AsyncIterator[AsyncIterator[UpdateRecord]]:
-    async def changes() -> AsyncIterator[UpdateRecord]:
-        last: UpdateRecord | None = None
+    yield _PolledUpdates(backend, job_id)
+
+
+class _PolledUpdates:
+    """Each change of a job, seen by reading it twice a second.
+
+    A plain async iterator, not an async generator: the Broadcaster stops reading at the final
+    update, and an unfinished generator would be left for the garbage collector to close.
+    """
+
+    def __init__(self, backend: QueueBackend, job_id: str) -> None:
+        self._backend = backend
+        self._job_id = job_id
+        self._last: UpdateRecord | None = None
+
+    def __aiter__(self) -> _PolledUpdates:
+        return self
+
+    async def __anext__(self) -> UpdateRecord:
         while True:
-            record = await backend.get(job_id, now=time.time())
+            record = await self._backend.get(self._job_id, now=time.time())
             if record is not None:
                 update = record_update(record)
-                if update != last:
-                    last = update
-                    yield update
+                if update != self._last:
+                    self._last = update
+                    return update
             await anyio.sleep(0.5)
-
-    yield changes()
