@@ -9,6 +9,7 @@ time) plus idle-worker latency (one job at a time, worker already waiting), peak
     python bench/throughput.py                       # memory backend, 50,000 jobs
     python bench/throughput.py --backend sqlite --url sqlite:///bench.db
     python bench/throughput.py --backend redis --url redis://127.0.0.1:6379/0
+    python bench/throughput.py --compare 5           # tasks vs handlers, 5 alternating rounds
 """
 
 from __future__ import annotations
@@ -155,6 +156,28 @@ async def drop(queue: JobQueue) -> None:
         await drop_ns()
 
 
+def compare(args: argparse.Namespace) -> None:
+    """Handlers and tasks, alternately, so that both see the same machine; medians."""
+    print(f"backend={args.backend} jobs={args.jobs} max_concurrent={args.concurrency} "
+          f"rounds={args.compare} python={sys.version.split()[0]} (medians; tasks vs handlers)")
+    print(f"{'loop':8} {'kind':9} {'enqueue/s':>10} {'process/s':>10}")
+    for loop in args.loops.split(","):
+        runs: dict[bool, list[Figures]] = {False: [], True: []}
+        for _ in range(args.compare):
+            for tasks in (False, True):
+                variant = argparse.Namespace(**{**vars(args), "tasks": tasks, "memory": False})
+                runs[tasks].append(anyio.run(run_once, variant, loop, backend=loop))
+        medians = {}
+        for tasks, figures in runs.items():
+            enq = statistics.median(f.enqueue_per_s for f in figures)
+            proc = statistics.median(f.process_per_s for f in figures)
+            medians[tasks] = (enq, proc)
+            print(f"{loop:8} {'tasks' if tasks else 'handlers':9} {enq:10,.0f} {proc:10,.0f}")
+        (h_enq, h_proc), (t_enq, t_proc) = medians[False], medians[True]
+        print(f"{loop:8} {'overhead':9} {(h_enq / t_enq - 1) * 100:9.1f}% "
+              f"{(h_proc / t_proc - 1) * 100:9.1f}%   (extra time per job, tasks over handlers)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -169,9 +192,15 @@ def main() -> None:
                         help="run the no-op as a @queue.task instead of a handler")
     parser.add_argument("--no-memory", dest="memory", action="store_false",
                         help="skip tracemalloc (it slows everything down by ~2x)")
+    parser.add_argument("--compare", type=int, default=0, metavar="ROUNDS",
+                        help="run handlers and tasks alternately ROUNDS times per loop (no "
+                             "tracemalloc) and print their medians and what tasks cost")
     args = parser.parse_args()
     if args.backend == "redis" and not args.url:
         args.url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    if args.compare:
+        compare(args)
+        return
     print(f"backend={args.backend} jobs={args.jobs} max_concurrent={args.concurrency} "
           f"{'tasks' if args.tasks else 'handlers'} "
           f"python={sys.version.split()[0]} tracemalloc={'on' if args.memory else 'off'}")

@@ -1,7 +1,7 @@
 """Function tasks (``@queue.task``) on every backend, under asyncio and trio.
 
 What a task stores is public (``docs/tasks.md``): the job type is the task's name, the data is
-``{"args": [...], "kwargs": {...}}`` and the results ``{"result": value}``. Several tests check
+``{"args": [...], "kwargs": {...}}`` (empty parts left out) and the results ``{"result": value}``. Several tests check
 that format on the stored job, and one enqueues a task by name from a producer that never saw the
 function. Every wait is bounded; nothing sleeps to synchronise.
 """
@@ -348,6 +348,52 @@ async def test_arguments_are_checked_against_the_signature_before_storing(
 
 
 @pytest.mark.anyio
+async def test_positional_only_var_positional_and_keyword_only_signatures_are_checked(
+    make_queue: QueueFactory,
+) -> None:
+    """Calls without keywords take a quick arity check; the rest go through Signature.bind."""
+    queue = make_queue()
+
+    @queue.task
+    async def join(sep: str, /, *parts: str, upper: bool = False) -> str:
+        return sep.join(parts)
+
+    @queue.task
+    async def tag(name: str, *, label: str) -> str:
+        return f"{name}:{label}"
+
+    @queue.task
+    async def nothing() -> None:
+        return None
+
+    bad_calls: list[tuple[Task[..., Any], tuple[Any, ...], dict[str, Any]]] = [
+        (join, (), {}),
+        (join, (), {"sep": "-"}),  # positional-only, given by keyword
+        (tag, ("a",), {}),  # a required keyword-only parameter is missing
+        (tag, ("a", "b"), {}),
+        (nothing, (1,), {}),
+    ]
+    for task, args, kwargs in bad_calls:
+        with pytest.raises(TaskArgumentError):
+            await task.enqueue(*args, **kwargs)
+    assert await queue.list_jobs() == []
+
+    stored = [
+        await join.enqueue("-"),
+        await join.enqueue("-", "a", "b", upper=True),
+        await tag.enqueue("a", label="b"),
+        await nothing.enqueue(),
+    ]
+    jobs = [await queue.get(job_id) for job_id in stored]
+    assert [job.data for job in jobs if job is not None] == [
+        {"args": ["-"]},
+        {"args": ["-", "a", "b"], "kwargs": {"upper": True}},
+        {"args": ["a"], "kwargs": {"label": "b"}},
+        {},  # a call without arguments stores no empty parts
+    ]
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     "value",
     [
@@ -371,10 +417,12 @@ async def test_non_json_arguments_are_refused_before_storing(
     async def store(item: Any, *, extra: Any = None) -> None:
         pass
 
-    with pytest.raises(SerializationError, match="JSON-compatible"):
+    with pytest.raises(SerializationError, match="JSON-compatible") as info:
         await store.enqueue(value)
-    with pytest.raises(SerializationError, match="JSON-compatible"):
+    assert info.value.what == f"the arguments of {store.name}"
+    with pytest.raises(SerializationError, match="JSON-compatible") as info:
         await store.enqueue(1, extra=value)
+    assert info.value.what == f"the arguments of {store.name}"
     assert await queue.list_jobs() == []
 
 
@@ -417,7 +465,7 @@ async def test_with_options_returns_a_new_task_and_leaves_the_original_alone(
     assert special.priority is JobPriority.HIGH
     assert special.metadata == {"by": "test"} and special.ttl == 60
     assert special.max_retries == 1  # the task's own options still apply
-    assert special.data == {"args": [2], "kwargs": {}}
+    assert special.data == {"args": [2]}
 
 
 @pytest.mark.anyio
@@ -747,13 +795,13 @@ async def test_current_job_inside_async_and_plain_tasks(make_queue: QueueFactory
     assert await async_step.wait(a, timeout=WAIT) == {
         "id": a,
         "type": async_step.name,
-        "data": {"args": [1], "kwargs": {}},
+        "data": {"args": [1]},
         "attempt": 1,
     }
     assert await thread_step.wait(b, timeout=WAIT) == {
         "id": b,
         "type": thread_step.name,
-        "data": {"args": [], "kwargs": {"x": 2}},
+        "data": {"kwargs": {"x": 2}},
     }
     job_a, job_b = await queue.get(a), await queue.get(b)
     assert job_a is not None and job_a.message == "halfway"

@@ -27,6 +27,7 @@ def is_json_scalar(value: object) -> bool:
         return value == value and value not in (float("inf"), float("-inf"))
     return value is None or kind is str or kind is int or kind is bool
 
+
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
 

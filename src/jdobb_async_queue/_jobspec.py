@@ -102,9 +102,9 @@ def _job_id(job_id: object) -> str:
 
 
 def _mapping(value: object, what: str) -> dict[str, Any]:
-    if value is None:
+    if value is None or (type(value) is dict and not value):
         return {}
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise InvalidJobError(f"{what} must be a dict, not {type(value).__name__}")
     copied: dict[str, Any] = checked_copy(dict(value), what)
     return copied

@@ -4,7 +4,7 @@ Stored format (so a producer that cannot import the function can still enqueue i
 plain ``queue.enqueue``)::
 
     job_type = task name (default: "<module>.<qualname>")
-    data     = {"args": [...positional...], "kwargs": {...keyword...}}
+    data     = {"args": [...positional...], "kwargs": {...keyword...}}  (empty parts left out)
     results  = {"result": <the function's return value, any JSON value>}
 """
 
@@ -25,9 +25,15 @@ from anyio.lowlevel import RunVar
 from typing_extensions import Unpack
 
 from ._broadcast import Broadcaster
-from ._codec import CheckedJSON, dump_json, is_json_scalar
+from ._codec import CheckedJSON, is_json_scalar
 from ._context import HandlerFunc, JobContext
-from ._errors import ConfigurationError, InvalidJobError, JobCancelled, JobFailed
+from ._errors import (
+    ConfigurationError,
+    InvalidJobError,
+    JobCancelled,
+    JobFailed,
+    SerializationError,
+)
 from ._jobspec import ENQUEUE_OPTIONS, build_record
 from ._models import Job, JobPriority, JobStatus, JobUpdate
 
@@ -133,6 +139,7 @@ class Task(Generic[P, R]):
         self.options = options
         self.unique_key = unique_key
         self._signature = _signature(func)
+        self._positional = _positional_arity(self._signature)
         #: Runs a coroutine function to its end from synchronous code: set by the blocking
         #: ``jdobb_async_queue.sync.JobQueue`` for its tasks (through its loop thread).
         self._runner: Callable[[Callable[[], Coroutine[Any, Any, Any]]], Any] | None = None
@@ -174,22 +181,35 @@ class Task(Generic[P, R]):
         :raises SerializationError: if an argument is not JSON-compatible
         """
         data = self._data(args, kwargs)
-        options = dict(self.options)
+        options = self.options
         key = self.unique_key
-        if callable(key):
-            options["unique_key"] = key(*args, **kwargs)
-        elif key is not None:
-            options["unique_key"] = key
-        return await self.queue.enqueue(self.name, data, **options)
+        if key is not None:
+            options = {**options, "unique_key": key(*args, **kwargs) if callable(key) else key}
+        try:
+            return await self.queue.enqueue(self.name, data, **options)
+        except SerializationError as exc:
+            if exc.what != "data":  # the options were checked when the task was made
+                raise
+            raise SerializationError(f"the arguments of {self.name}", exc.detail) from None
 
-    def _data(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        if self._signature is not None:
+    def _data(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored data of a call: only its non-empty parts, None for no arguments (so the
+        collector has no empty containers to track per job). ``enqueue`` checks it for JSON."""
+        arity = self._positional
+        if arity is not None and not kwargs and arity[0] <= len(args) <= arity[1]:
+            pass  # fits a function of positional parameters only: no need to bind
+        elif self._signature is not None:
             try:
                 self._signature.bind(*args, **kwargs)
             except TypeError as exc:
                 raise TaskArgumentError(f"{self.name}: {exc}") from None
-        data = {"args": list(args), "kwargs": dict(kwargs)}
-        dump_json(data, f"the arguments of {self.name}")
+        if not args and not kwargs:
+            return None
+        data: dict[str, Any] = {}
+        if args:
+            data["args"] = list(args)
+        if kwargs:
+            data["kwargs"] = kwargs
         return data
 
     async def get_result(self, job_id: str) -> TaskResult[R] | None:
@@ -415,6 +435,24 @@ def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
         return inspect.signature(func)
     except (TypeError, ValueError):  # some builtins have none: arguments are not checked
         return None
+
+
+def _positional_arity(signature: inspect.Signature | None) -> tuple[int, float] | None:
+    """(fewest, most) positional arguments a call may pass without keywords, for a function
+    with no required keyword-only parameter; None when only ``Signature.bind`` can tell."""
+    if signature is None:
+        return None
+    fewest, most = 0, 0.0
+    for p in signature.parameters.values():
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            most += 1
+            if p.default is p.empty:
+                fewest = int(most)
+        elif p.kind is p.VAR_POSITIONAL:
+            most = float("inf")
+        elif p.kind is p.KEYWORD_ONLY and p.default is p.empty:
+            return None
+    return fewest, most
 
 
 def _boxed(func: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any]:

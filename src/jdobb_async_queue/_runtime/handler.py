@@ -28,6 +28,8 @@ from .roster import Roster, RunningJob
 
 __all__ = ["JobRunner", "run_handler"]
 
+_NO_ARGUMENTS: tuple[list[Any], dict[str, Any]] = ([], {})  # never changed: only unpacked
+
 
 class JobRunner:
     """Runs claimed jobs through their handlers and reports each outcome to the backend."""
@@ -73,7 +75,8 @@ class JobRunner:
                     entry.scope.deadline = anyio.current_time() + record.timeout
                 if type(handler) is TaskHandler and handler.is_async:
                     # An async task, run here rather than through its wrapper's coroutine.
-                    args, kwargs = handler.arguments(record.data)
+                    data = record.data
+                    args, kwargs = handler.arguments(data) if data else _NO_ARGUMENTS
                     try:
                         value = await handler.func(*args, **kwargs)
                     except TypeError:
@@ -81,7 +84,7 @@ class JobRunner:
                         raise
                     # A plain dict of a scalar is not even GC-tracked (unlike CheckedJSON), so
                     # results kept by a store cost the collector nothing.
-                    checked = is_json_scalar(value)
+                    checked = value is None or is_json_scalar(value)
                     results: Any = {"result": value}
                 else:
                     results = await handler(ctx)
