@@ -144,6 +144,30 @@ async def test_an_empty_database_is_migrated_forward(db: Path) -> None:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
+async def test_a_version_1_file_is_migrated_and_keeps_its_jobs(db: Path) -> None:
+    """Version 2 drops version 1's edge trigger, so deleting a FAILED dependency cancels the
+    job retried by hand that waits on it (the trigger dropped the edge before it was read)."""
+    v1 = (Path(queries.__file__).parent / "schema_v1.sql").read_text(encoding="utf-8")
+    with raw(db) as conn:
+        conn.executescript(v1)
+        conn.execute("PRAGMA user_version = 1")
+    async with opened(url_of(db)) as queue:
+        a = await queue.enqueue("t")
+        b = await queue.enqueue("t", depends_on=[a])
+        claimed = await queue.claim()
+        assert claimed is not None and claimed.id == a
+        await queue.fail(a, "boom")
+        assert await queue.retry(b) is True
+        assert await queue.purge(["failed"]) == 1
+        job = await queue.get(b)
+        assert job is not None and job.status is JobStatus.CANCELLED
+        assert job.error == f"dependency {a} deleted"
+    with raw(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        triggers = conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        assert triggers.fetchall() == []
+
+
 async def test_a_newer_schema_is_refused_and_left_alone(db: Path) -> None:
     with raw(db) as conn:
         conn.execute("PRAGMA user_version = 99")

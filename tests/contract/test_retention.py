@@ -264,3 +264,88 @@ async def test_purged_job_id_is_unknown(timed: JobQueue) -> None:
     assert await timed.cancel(a) is False
     with pytest.raises(UnknownDependencyError):
         await timed.enqueue("t", depends_on=[a])
+
+
+# -- deleting a dependency that a retried job waits on -------------------------------------------
+
+
+async def _retried_chain(queue: JobQueue) -> tuple[str, str, str]:
+    """``a`` FAILED (ttl 10); ``b`` depends on ``a``, was cancelled with it, then retried by
+    hand, so it waits for ``a`` to be retried and complete; ``c`` waits for ``b``."""
+    a = await queue.enqueue("t", ttl=10)
+    b = await queue.enqueue("t", depends_on=[a])
+    await _claim(queue, a)
+    await queue.fail(a, "boom")
+    assert await queue.retry(b) is True
+    c = await queue.enqueue("t", depends_on=[b])
+    stats = await queue.stats()
+    assert (stats.pending, stats.waiting, stats.failed) == (2, 2, 1)
+    return a, b, c
+
+
+async def _assert_orphans_cancelled(queue: JobQueue, a: str, b: str, c: str) -> None:
+    """``a`` is gone, so ``b`` can never run: it is cancelled, and ``c`` with it.
+
+    ``stats`` comes first: expired jobs are deleted by the backend's housekeeping, which a
+    read of one job does not run (it only hides them)."""
+    assert await queue.stats() == QueueStats(cancelled=2)
+    assert await queue.get(a) is None
+    job_b, job_c = await queue.get(b), await queue.get(c)
+    assert job_b is not None and job_c is not None
+    assert job_b.status is JobStatus.CANCELLED
+    assert job_b.error == f"dependency {a} deleted"
+    assert job_c.status is JobStatus.CANCELLED
+    assert job_c.error == f"dependency {b} cancelled"
+    assert await queue.claim() is None
+
+
+async def test_purging_a_dependency_cancels_the_jobs_still_waiting_on_it(
+    timed: JobQueue,
+) -> None:
+    a, b, c = await _retried_chain(timed)
+    assert await timed.purge([JobStatus.FAILED]) == 1
+    await _assert_orphans_cancelled(timed, a, b, c)
+
+
+async def test_expiry_of_a_dependency_cancels_the_jobs_still_waiting_on_it(
+    timed: JobQueue, clock: MockClock
+) -> None:
+    a, b, c = await _retried_chain(timed)
+    clock.advance(11)
+    await _assert_orphans_cancelled(timed, a, b, c)
+
+
+async def test_a_purge_keeps_the_jobs_it_cancels(timed: JobQueue) -> None:
+    """A purge deletes the jobs that had ended when it began; those it cancels on the way stay,
+    their error saying why, until the next purge."""
+    a, b, c = await _retried_chain(timed)
+    assert await timed.purge() == 1
+    await _assert_orphans_cancelled(timed, a, b, c)
+    assert await timed.purge() == 2
+    assert await timed.stats() == EMPTY
+
+
+async def test_purge_with_many_jobs_cancels_only_the_orphans(timed: JobQueue) -> None:
+    """More deleted jobs than one lookup takes; only the one a retried job waits on matters."""
+    ended = await timed.enqueue_many([{"job_type": "other"} for _ in range(900)])
+    for job_id in ended:
+        assert await timed.cancel(job_id) is True
+    a, b, c = await _retried_chain(timed)
+    assert await timed.purge([JobStatus.CANCELLED, JobStatus.FAILED]) == 901
+    await _assert_orphans_cancelled(timed, a, b, c)
+
+
+async def test_a_dependency_already_gone_counts_as_met_when_a_job_is_retried(
+    timed: JobQueue, clock: MockClock
+) -> None:
+    """Its outcome is unknown (most often it completed and expired): the retry runs the job."""
+    a = await timed.enqueue("t", ttl=5)
+    b = await timed.enqueue("t", depends_on=[a], max_retries=0)
+    await _claim(timed, a)
+    await timed.complete(a)
+    await _claim(timed, b)
+    await timed.fail(b, "its own failure")
+    clock.advance(6)
+    assert await timed.get(a) is None
+    assert await timed.retry(b) is True
+    await _claim(timed, b)

@@ -100,13 +100,21 @@ class MemoryBackend(QueueBackend):
             expires_at, job_id = heapq.heappop(heap)
             r = self._jobs.get(job_id)
             if r is not None and r.expires_at == expires_at and r.status in _TERMINAL:
-                self._delete(r)
+                self._delete(r, now)
 
-    def _delete(self, r: JobRecord) -> None:
+    def _delete(self, r: JobRecord, now: float) -> None:
+        """Delete a terminal job. A job still waiting on it (retried by hand while ``r`` was
+        FAILED or CANCELLED) can never run now: it is cancelled, transitively."""
         del self._jobs[r.id]
         del self._order[r.id]
         del self._by_status[r.status][r.id]
-        self._dependents.pop(r.id, None)
+        for dep_id in self._dependents.pop(r.id, ()):
+            d = self._jobs.get(dep_id)
+            if d is None or d.status != "pending" or self._where.get(dep_id) != _WAITING:
+                continue
+            if r.id in d.depends_on:
+                d.error = dependency_error(r.id, "deleted")
+                self._end(d, "cancelled", now)
 
     def _alive(self, job_id: str, now: float) -> JobRecord | None:
         r = self._jobs.get(job_id)
@@ -447,7 +455,7 @@ class MemoryBackend(QueueBackend):
             and (job_type is None or self._jobs[i].job_type == job_type)
         ]
         for r in doomed:
-            self._delete(r)
+            self._delete(r, now)
         return len(doomed)
 
     async def next_due(self, job_types: Sequence[str] | None, *, now: float) -> float | None:

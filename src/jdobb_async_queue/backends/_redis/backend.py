@@ -209,13 +209,22 @@ class RedisBackend(QueueBackend):
     ) -> int:
         deleted = 0
         due = "" if before is None else codec.opt(codec.num(before))
+        ceiling: str | None = None  # read by the first call: jobs ending later are not purged
         for status in dict.fromkeys(statuses):
             cursor = "-inf"
             while cursor:
-                args = [codec.num(now), status, due, codec.opt(job_type), PURGE_BATCH, cursor]
-                count, last = await self._run(self._scripts.purge, args)
+                args = [
+                    codec.num(now),
+                    status,
+                    due,
+                    codec.opt(job_type),
+                    PURGE_BATCH,
+                    cursor,
+                    codec.opt(ceiling),
+                ]
+                count, last, top = await self._run(self._scripts.purge, args)
                 deleted += count
-                cursor = last.decode()
+                cursor, ceiling = last.decode(), top.decode()
         return deleted
 
     async def next_due(self, job_types: Sequence[str] | None, *, now: float) -> float | None:

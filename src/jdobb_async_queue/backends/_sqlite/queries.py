@@ -49,7 +49,7 @@ LIVE = "status IN ('pending', 'processing')"
 
 MAX_TOUCHED = "SELECT max(touched) FROM jobs WHERE status = ?"
 PROMOTE = f"UPDATE jobs SET lane = {READY} WHERE lane = {SCHEDULED} AND execute_at <= ?"
-EXPIRE = "DELETE FROM jobs WHERE expires_at <= ? RETURNING status"
+EXPIRE = "DELETE FROM jobs WHERE expires_at <= ? RETURNING id, status"
 DATA_VERSION = "PRAGMA data_version"
 
 # -- enqueue -------------------------------------------------------------------------------------
@@ -189,6 +189,15 @@ def drop_edges_to(count: int) -> str:
     return f"DELETE FROM edges WHERE dep_id IN ({', '.join('?' * count)})"
 
 
+def orphans(count: int) -> str:
+    """The jobs still waiting on ``count`` deleted jobs, with the one each waits on."""
+    ids = ", ".join("?" * count)
+    return (
+        "SELECT e.dep_id, j.seq FROM edges AS e CROSS JOIN jobs AS j ON j.id = e.job_id "
+        f"WHERE e.dep_id IN ({ids}) AND j.lane = {WAITING} ORDER BY j.seq"
+    )
+
+
 PLACE = "UPDATE jobs SET lane = ? WHERE seq = ?"
 DEPENDENTS_WAITING = f"{_waiting_on('= ?')} ORDER BY j.seq"
 DROP_EDGES_FROM = "DELETE FROM edges WHERE job_id = ?"
@@ -264,7 +273,7 @@ def purge(statuses: int, before: bool, job_type: bool) -> str:
         where.append("coalesce(completed_at, 0) < ?")
     if job_type:
         where.append("job_type = ?")
-    return f"DELETE FROM jobs WHERE {' AND '.join(where)} RETURNING status"
+    return f"DELETE FROM jobs WHERE {' AND '.join(where)} RETURNING id, status"
 
 
 def watch(count: int) -> str:

@@ -66,8 +66,23 @@ def housekeep(tx: Tx, now: float) -> None:
 
 
 def _expire(tx: Tx, now: float) -> None:
-    for (status,) in tx.conn.execute(q.EXPIRE, (now,)).fetchall():
+    _deleted(tx, tx.conn.execute(q.EXPIRE, (now,)).fetchall(), now)
+
+
+def _deleted(tx: Tx, rows: list[Row], now: float) -> None:
+    """Count deleted terminal jobs (``id, status`` rows) out. A job still waiting on one of them
+    (retried by hand while it was FAILED or CANCELLED) can never run now: it is cancelled,
+    transitively."""
+    for _, status in rows:
         tx.moved(place(status, None), None)
+    for start in range(0, len(rows), CHUNK):
+        ids = [row[0] for row in rows[start : start + CHUNK]]
+        orphans = tx.conn.execute(q.orphans(len(ids)), ids).fetchall()
+        tx.conn.execute(q.drop_edges_to(len(ids)), ids)
+        for dep_id, seq in orphans:
+            error = dependency_error(dep_id, "deleted")
+            params = {"seq": seq, "now": now, "touched": tx.batch.touch(), "error": error}
+            _end(tx, q.CANCEL, params, now, _WAITING)
 
 
 def _promote(tx: Tx, now: float) -> None:
@@ -444,8 +459,7 @@ def purge(
         args.append(job_type)
     sql = q.purge(len(statuses), before is not None, job_type is not None)
     deleted = tx.conn.execute(sql, args).fetchall()
-    for (status,) in deleted:
-        tx.moved(place(status, None), None)
+    _deleted(tx, deleted, now)
     return len(deleted)
 
 

@@ -238,27 +238,6 @@ local function promote(limit)
   end
 end
 
--- Delete a terminal job and its index entries.
-local function delete_job(id, status)
-  call('ZREM', K_STATUS(status), id)
-  call('ZREM', K_EXPIRY(status), id)
-  call('DEL', K_JOB(id), K_DEPS(id))
-end
-
--- Delete terminal jobs whose ttl ran out, `limit` at most.
-local function expire_some(limit)
-  for _, status in ipairs(TERMINAL) do
-    if limit <= 0 then
-      return
-    end
-    local ids = call('ZRANGEBYSCORE', K_EXPIRY(status), '-inf', NOW_S, 'LIMIT', 0, limit)
-    for _, id in ipairs(ids) do
-      delete_job(id, status)
-    end
-    limit = limit - #ids
-  end
-end
-
 -- Count the job's unmet dependencies and add the reverse edges (`<seq>|<id>`: the seq tells
 -- the job apart from a later one reusing its id). Returns the count, then the first dependency
 -- that ended FAILED or CANCELLED and its status; with `broken_waits` such a dependency counts
@@ -355,6 +334,39 @@ local function end_job(id, f, status, fields, drop)
     if g and (g.status == 'pending' or g.status == 'processing') then
       end_one(dep, g, dep_status, dep_fields, nil, todo)
     end
+  end
+end
+
+-- Delete a terminal job and its index entries. A job still waiting on it (retried by hand
+-- while it was FAILED or CANCELLED) can never run now: it is cancelled, transitively.
+local function delete_job(id, status)
+  local orphans = {}
+  if call('HEXISTS', K_JOB(id), 'dependents') == 1 then
+    orphans = waiting_dependents(id)
+  end
+  call('ZREM', K_STATUS(status), id)
+  call('ZREM', K_EXPIRY(status), id)
+  call('DEL', K_JOB(id), K_DEPS(id))
+  local reason = {'error', dependency_error(id, 'deleted')}
+  for _, dep in ipairs(orphans) do
+    local g = load(dep, ENDING)
+    if g and g.status == 'pending' then
+      end_job(dep, g, 'cancelled', reason)
+    end
+  end
+end
+
+-- Delete terminal jobs whose ttl ran out, `limit` at most.
+local function expire_some(limit)
+  for _, status in ipairs(TERMINAL) do
+    if limit <= 0 then
+      return
+    end
+    local ids = call('ZRANGEBYSCORE', K_EXPIRY(status), '-inf', NOW_S, 'LIMIT', 0, limit)
+    for _, id in ipairs(ids) do
+      delete_job(id, status)
+    end
+    limit = limit - #ids
   end
 end
 

@@ -1,16 +1,20 @@
 -- purge: delete terminal jobs of one status, finished before `before` (if given), of `job_type`
 -- (if given), examining at most `budget` jobs per call.
--- ARGV: now, status, before?, job_type?, budget, cursor (the last score examined, or -inf).
--- Returns {deleted, cursor}: the cursor is '' once every job of the status was examined.
+-- ARGV: now, status, before?, job_type?, budget, cursor (the last score examined, or -inf),
+-- ceiling? (the last update sequence number when the purge began; '' on its first call).
+-- Returns {deleted, cursor, ceiling}: the cursor is '' once every job of the status was
+-- examined. Jobs that ended after the purge began (their score is above the ceiling: a worker
+-- finished them, or the purge itself cancelled them) are left for the next purge.
 
 local status, before, job_type = ARGV[2], opt(ARGV[3]), opt(ARGV[4])
 local budget, cursor = tonumber(ARGV[5]), ARGV[6]
+local ceiling = opt(ARGV[7]) or (call('GET', K_SEQ) or '0')
 if not IS_TERMINAL[status] then
-  return {0, ''}
+  return {0, '', ceiling}
 end
 expire_some(100)
 local lower = cursor == '-inf' and '-inf' or '(' .. cursor
-local raw = call('ZRANGEBYSCORE', K_STATUS(status), lower, '+inf', 'WITHSCORES', 'LIMIT', 0,
+local raw = call('ZRANGEBYSCORE', K_STATUS(status), lower, ceiling, 'WITHSCORES', 'LIMIT', 0,
   budget)
 local deleted = 0
 for i = 1, #raw, 2 do
@@ -26,6 +30,6 @@ for i = 1, #raw, 2 do
   end
 end
 if #raw < 2 * budget then
-  return {deleted, ''}
+  return {deleted, '', ceiling}
 end
-return {deleted, raw[#raw]}
+return {deleted, raw[#raw], ceiling}
