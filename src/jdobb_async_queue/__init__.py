@@ -25,6 +25,7 @@ from ._errors import SerializationError as SerializationError
 from ._errors import UnknownDependencyError as UnknownDependencyError
 from ._models import PRIORITY_WEIGHTS as PRIORITY_WEIGHTS
 from ._models import Job as Job
+from ._models import JobOutcome as JobOutcome
 from ._models import JobPriority as JobPriority
 from ._models import JobStatus as JobStatus
 from ._models import JobUpdate as JobUpdate
@@ -52,6 +53,7 @@ __all__ = [
     "JobContext",
     "JobFailed",
     "JobNotFoundError",
+    "JobOutcome",
     "JobPriority",
     "JobQueue",
     "JobQueueError",

@@ -7,9 +7,10 @@ These are pydantic models, the face users see. Backends and the runtime carry jo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -142,3 +143,33 @@ class QueueStats(BaseModel):
     cancelled: int = 0
     scheduled: int = 0
     waiting: int = 0
+
+
+#: How an attempt ended, as :class:`JobOutcome` reports it.
+OutcomeStatus = Literal["complete", "failed", "retrying", "lost", "released"]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How one attempt of a job ended in a worker, as ``Worker.on_outcome`` callbacks see it.
+
+    ``status`` is one of:
+
+    - ``"complete"``: the handler returned; ``results`` holds what it returned;
+    - ``"failed"``: it raised, timed out or returned an invalid result, with no retry left;
+    - ``"retrying"``: the same, with a retry left (the job goes back to PENDING, backed off);
+    - ``"lost"``: the job was taken away while it ran (cancelled, or the worker's lease on it
+      lost): nothing is reported for it;
+    - ``"released"``: the worker stopped hard (drain deadline, or ``run()`` cancelled) and
+      handed the job back, due at once.
+    """
+
+    #: The job as this attempt claimed it (``job.attempts`` is this attempt's number).
+    job: Job
+    status: OutcomeStatus
+    #: Why it failed (``"failed"``, ``"retrying"``), else None.
+    error: str | None
+    #: What the handler returned (``"complete"``), else None.
+    results: dict[str, Any] | None
+    #: Seconds the attempt ran, on this worker's monotonic clock.
+    duration: float

@@ -16,7 +16,7 @@ from ._context import HandlerFunc
 from ._errors import ConfigurationError
 from ._jobspec import as_sequence
 from ._queue import DEFAULT_LEASE, JobQueue
-from ._runtime.handler import JobRunner
+from ._runtime.handler import JobRunner, OutcomeHook
 from ._runtime.reporter import store_outcome
 from ._runtime.roster import Roster
 from ._runtime.supervisor import CrewSettings, supervise
@@ -24,6 +24,7 @@ from ._runtime.supervisor import CrewSettings, supervise
 __all__ = ["Worker"]
 
 H = TypeVar("H", bound=HandlerFunc)
+C = TypeVar("C", bound=OutcomeHook)
 
 
 class Worker:
@@ -70,6 +71,7 @@ class Worker:
         self.drain_timeout = float(drain_timeout)
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._handlers: dict[str, HandlerFunc] = {}
+        self._hooks: list[OutcomeHook] = []
         self._stop: anyio.Event | None = None
         self._done: anyio.Event | None = None
 
@@ -102,6 +104,24 @@ class Worker:
         if job_type in self._handlers:
             raise ConfigurationError(f"job type {job_type!r} already has a handler")
         self._handlers[job_type] = handler
+
+    def on_outcome(self, callback: C) -> C:
+        """Register ``callback(outcome: JobOutcome) -> None``, called each time an attempt
+        ends in this worker (usable as a decorator): for logs and metrics.
+
+        It is called in the handler's task as the attempt ends, before the outcome is stored
+        (the worker stores outcomes in batches), so it must be quick and must not block; hand
+        slow work to a task of your own. One that raises is logged and changes nothing. Takes
+        effect at the next :meth:`run` or :meth:`process_one`.
+
+        :raises ConfigurationError: if ``callback`` is not callable, or is an async function
+        """
+        if not callable(callback) or inspect.iscoroutinefunction(callback):
+            raise ConfigurationError(
+                f"on_outcome takes a plain function of a JobOutcome, not {callback!r}"
+            )
+        self._hooks.append(callback)
+        return callback
 
     def _all_handlers(self) -> dict[str, HandlerFunc]:
         handlers: dict[str, HandlerFunc] = {}
@@ -148,6 +168,7 @@ class Worker:
             lease=self.lease,
             drain_timeout=self.drain_timeout,
             burst=burst,
+            hooks=tuple(self._hooks),
         )
         self._stop, self._done = anyio.Event(), anyio.Event()
         try:
@@ -184,7 +205,8 @@ class Worker:
         if not claimed:
             return False
         report = partial(store_outcome, self.queue)
-        await JobRunner(self.queue, handlers, Roster(), report).execute(claimed[0])
+        runner = JobRunner(self.queue, handlers, Roster(), report, self._hooks)
+        await runner.execute(claimed[0])
         return True
 
 

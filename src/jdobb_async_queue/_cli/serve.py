@@ -20,18 +20,15 @@ import logging
 import os
 import signal
 import sys
-import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
 import typer
 from anyio.abc import TaskGroup, TaskStatus
 
-from .._context import HandlerFunc, JobContext
-from .._errors import JobQueueError
-from .._queue import check_results
+from .._models import JobOutcome
 from .._worker import Worker
 
 __all__ = ["Loop", "StopState", "load_target", "log_outcomes", "run_worker", "serve", "worker"]
@@ -147,7 +144,7 @@ async def build_worker(target: object, spec: str) -> Worker:
 
 @dataclass
 class StopState:
-    """What the signal watcher has seen, read by the outcome log and for the exit status."""
+    """What the signal watcher has seen, read for the exit status."""
 
     first: signal.Signals | None = None
     hard: signal.Signals | None = None
@@ -158,64 +155,30 @@ class StopState:
         return 0 if self.hard is None else 128 + int(self.hard)
 
 
-def log_outcomes(worker: Worker, state: StopState) -> None:
-    """Wrap every handler of ``worker`` (tasks included) so that each job logs one line.
-
-    The Worker has no outcome hook yet, so its handler table is replaced in place before
-    ``run()``; the wrapped handlers behave exactly as the originals.
-    """
-    handlers = worker._all_handlers()
-    worker._handlers = {job_type: _logged(h, state) for job_type, h in handlers.items()}
+def log_outcomes(worker: Worker) -> None:
+    """Log one line per attempt that ends in ``worker`` (its ``on_outcome`` hook)."""
+    worker.on_outcome(_log_outcome)
 
 
-def _logged(handler: HandlerFunc, state: StopState) -> HandlerFunc:
-    async def logged(ctx: JobContext) -> dict[str, Any] | None:
-        started = time.perf_counter()
-        try:
-            results = await handler(ctx)
-        except anyio.get_cancelled_exc_class():
-            _log_interrupted(ctx, time.perf_counter() - started, state)
-            raise
-        except Exception as exc:
-            _log_failure(ctx, _describe(exc))
-            raise
-        try:
-            check_results(results)  # the runtime fails the job for this too; say so here
-        except JobQueueError as exc:
-            _log_failure(ctx, f"handler returned an invalid result: {exc}")
-        else:
-            log.info("job %s %s complete in %s", ctx.id, ctx.job_type, _ms(started))
-        return results
-
-    return logged
-
-
-def _log_failure(ctx: JobContext, error: str) -> None:
-    job = ctx.job
-    retry = ""
-    if ctx.attempt <= job.max_retries:
-        retry = f" (attempt {ctx.attempt} of {job.max_retries + 1}, will retry)"
-    log.warning("job %s %s failed: %s%s", ctx.id, ctx.job_type, error, retry)
-
-
-def _log_interrupted(ctx: JobContext, elapsed: float, state: StopState) -> None:
-    timeout = ctx.job.timeout
-    if timeout is not None and elapsed >= timeout:
-        _log_failure(ctx, f"timed out after {timeout:g}s")
-    elif state.first is not None:
-        # A hard stop, or the drain deadline after the first signal: the runtime hands it back.
-        log.warning("job %s %s handed back to the queue (worker stopping)", ctx.id, ctx.job_type)
+def _log_outcome(outcome: JobOutcome) -> None:
+    job = outcome.job
+    took = f"{outcome.duration * 1000:.1f} ms"
+    if outcome.status == "complete":
+        log.info("job %s %s complete in %s", job.id, job.job_type, took)
+    elif outcome.status == "released":
+        log.warning("job %s %s handed back to the queue (worker stopping)", job.id, job.job_type)
+    elif outcome.status == "lost":
+        log.warning(
+            "job %s %s taken away after %s (cancelled, or its lease lost)",
+            job.id,
+            job.job_type,
+            took,
+        )
     else:
-        log.warning("job %s %s cancelled after %.1f ms", ctx.id, ctx.job_type, elapsed * 1000)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _ms(started: float) -> str:
-    return f"{(time.perf_counter() - started) * 1000:.1f} ms"
+        retry = ""
+        if outcome.status == "retrying":
+            retry = f" (attempt {job.attempts} of {job.max_retries + 1}, will retry)"
+        log.warning("job %s %s failed: %s%s", job.id, job.job_type, outcome.error, retry)
 
 
 async def run_worker(
@@ -238,7 +201,7 @@ async def run_worker(
     try:
         if concurrency is not None:
             worker.max_concurrent = concurrency  # a plain attribute, read when run() starts
-        log_outcomes(worker, state)
+        log_outcomes(worker)
         _, types = worker._resolve()  # ConfigurationError now (no handler) rather than mid-start
         log.info(
             "worker %s started on %s: %s; concurrency %d%s",

@@ -7,7 +7,9 @@ worker cancels from outside it and hands the job back. :class:`JobRunner` is als
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -18,15 +20,21 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._codec import is_json_scalar
 from .._context import HandlerFunc, JobContext
 from .._errors import JobQueueError
+from .._models import JobOutcome, OutcomeStatus
 from .._queue import JobQueue, check_results
-from .._records import JobRecord, Outcome
+from .._records import JobRecord, Outcome, to_job
 from .._tasks import TaskHandler
 from ..backends.base import new_jitter
 from .backoff import retrying
 from .reporter import SHIELD_LIMIT
 from .roster import Roster, RunningJob
 
-__all__ = ["JobRunner", "run_handler"]
+__all__ = ["JobRunner", "OutcomeHook", "run_handler"]
+
+#: A ``Worker.on_outcome`` callback.
+OutcomeHook = Callable[[JobOutcome], None]
+
+logger = logging.getLogger("jdobb_async_queue.worker")
 
 _NO_ARGUMENTS: tuple[list[Any], dict[str, Any]] = ([], {})  # never changed: only unpacked
 
@@ -40,27 +48,51 @@ class JobRunner:
         handlers: Mapping[str, HandlerFunc],
         roster: Roster,
         report: Callable[[Outcome], Awaitable[None]],
+        hooks: Sequence[OutcomeHook] = (),
     ) -> None:
         self._queue = queue
         self._backend = queue.backend
         self._handlers = handlers
         self._roster = roster
         self._report = report
+        self._hooks = tuple(hooks)
 
     async def execute(self, record: JobRecord) -> None:
         """Run one claimed job to its end and report the outcome (unless it was taken away)."""
         entry = self._roster.add(record.id, record.fence)
+        started = time.perf_counter()
         try:
             outcome = await self._attempt(record, entry)
         except anyio.get_cancelled_exc_class():
             # The worker is stopping hard (drain deadline, or run() itself cancelled): hand the
             # job back, due at once.
             await self.release([record])
+            if self._hooks:
+                self._tell(record, "released", None, started)
             raise
         finally:
             self._roster.remove(entry)
+        if self._hooks:
+            self._tell(record, _status_of(record, outcome), outcome, started)
         if outcome is not None:
             await self._report(outcome)
+
+    def _tell(
+        self, record: JobRecord, status: OutcomeStatus, outcome: Outcome | None, started: float
+    ) -> None:
+        """Call the ``on_outcome`` callbacks; one that raises is logged and changes nothing."""
+        told = JobOutcome(
+            job=to_job(record),
+            status=status,
+            error=None if outcome is None else outcome.error,
+            results=None if outcome is None else outcome.results,
+            duration=time.perf_counter() - started,
+        )
+        for hook in self._hooks:
+            try:
+                hook(told)
+            except Exception:
+                logger.exception("an on_outcome callback failed for job %s", record.id)
 
     async def _attempt(self, record: JobRecord, entry: RunningJob) -> Outcome | None:
         handler = self._handlers.get(record.job_type)
@@ -123,6 +155,15 @@ class JobRunner:
             dep = await retrying(get, "reading a dependency's results")
             found[dep_id] = None if dep is None else dep.results
         return found
+
+
+def _status_of(record: JobRecord, outcome: Outcome | None) -> OutcomeStatus:
+    if outcome is None:
+        return "lost"
+    if outcome.kind == "complete":
+        return "complete"
+    # The backend's rule (QueueBackend.finish): retried while attempts <= max_retries.
+    return "retrying" if outcome.retry and record.attempts <= record.max_retries else "failed"
 
 
 def _success(record: JobRecord, results: object) -> Outcome:

@@ -25,7 +25,7 @@ from .._records import JobRecord, Outcome
 from ..backends.base import Notice, QueueBackend
 from .backoff import FIRST_DELAY, logger
 from .claimer import Claimer
-from .handler import JobRunner, run_handler
+from .handler import JobRunner, OutcomeHook, run_handler
 from .reporter import hand_over, run_reporter, store_outcome
 from .roster import Roster
 
@@ -43,6 +43,8 @@ class CrewSettings:
     lease: float
     drain_timeout: float
     burst: bool = False
+    #: ``Worker.on_outcome`` callbacks.
+    hooks: tuple[OutcomeHook, ...] = ()
 
 
 async def supervise(
@@ -68,7 +70,7 @@ async def supervise(
                     # Outcomes stored before the handler asks for more work, so the claimer
                     # never ends a burst while a finished job's dependents are still unseen.
                     report = partial(store_outcome, queue)
-                runner = JobRunner(queue, handlers, roster, report)
+                runner = JobRunner(queue, handlers, roster, report, settings.hooks)
                 claimer = await _start_crew(crew, queue, runner, settings, wake_rx, stop)
                 task_status.started()
                 await stop.wait()
