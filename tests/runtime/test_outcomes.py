@@ -31,6 +31,18 @@ def _worker(queue: JobQueue, **options: Any) -> tuple[Worker, list[JobOutcome]]:
     return worker, seen
 
 
+def _blocking(worker: Worker) -> anyio.Event:
+    """Register a handler for "t" that never returns; the event is set once it runs."""
+    started = anyio.Event()
+
+    @worker.handler("t")
+    async def handle(ctx: JobContext) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    return started
+
+
 async def test_complete_retrying_failed_and_timed_out(make_queue: QueueFactory) -> None:
     queue = make_queue()
     worker, seen = _worker(queue)
@@ -72,13 +84,8 @@ async def test_complete_retrying_failed_and_timed_out(make_queue: QueueFactory) 
 async def test_a_job_cancelled_while_it_runs_is_lost(make_queue: QueueFactory) -> None:
     queue = make_queue()
     worker, seen = _worker(queue)
-    started, told = anyio.Event(), anyio.Event()
+    started, told = _blocking(worker), anyio.Event()
     worker.on_outcome(lambda outcome: told.set())
-
-    @worker.handler("t")
-    async def handle(ctx: JobContext) -> None:
-        started.set()
-        await anyio.sleep_forever()
 
     job_id = await queue.enqueue("t")
     with anyio.fail_after(WAIT):
@@ -94,12 +101,7 @@ async def test_a_job_cancelled_while_it_runs_is_lost(make_queue: QueueFactory) -
 async def test_a_hard_stop_releases(make_queue: QueueFactory) -> None:
     queue = make_queue()
     worker, seen = _worker(queue, drain_timeout=0)
-    started = anyio.Event()
-
-    @worker.handler("t")
-    async def handle(ctx: JobContext) -> None:
-        started.set()
-        await anyio.sleep_forever()
+    started = _blocking(worker)
 
     job_id = await queue.enqueue("t")
     with anyio.fail_after(WAIT):
