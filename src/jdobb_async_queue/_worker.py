@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from functools import partial
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.lowlevel
+from typing_extensions import Unpack
 
 from ._context import HandlerFunc
 from ._errors import ConfigurationError
-from ._jobspec import as_sequence
+from ._jobspec import as_sequence, build_record
 from ._queue import DEFAULT_LEASE, JobQueue
 from ._runtime.handler import JobRunner, OutcomeHook
+from ._runtime.periodic import Schedule
 from ._runtime.reporter import store_outcome
 from ._runtime.roster import Roster
 from ._runtime.supervisor import CrewSettings, supervise
 
+if TYPE_CHECKING:
+    from ._tasks import EnqueueOptions, Task
+
 __all__ = ["Worker"]
+
+#: ``enqueue`` options a schedule sets itself.
+_SCHEDULE_SETS = frozenset({"job_id", "delay", "execute_at", "depends_on"})
 
 H = TypeVar("H", bound=HandlerFunc)
 C = TypeVar("C", bound=OutcomeHook)
@@ -72,6 +82,7 @@ class Worker:
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._handlers: dict[str, HandlerFunc] = {}
         self._hooks: list[OutcomeHook] = []
+        self._schedules: dict[str, Schedule] = {}
         self._stop: anyio.Event | None = None
         self._done: anyio.Event | None = None
 
@@ -123,6 +134,67 @@ class Worker:
         self._hooks.append(callback)
         return callback
 
+    def every(
+        self,
+        interval: float | timedelta,
+        job_type: str | Task[..., Any],
+        data: dict[str, Any] | None = None,
+        *,
+        offset: float | timedelta = 0.0,
+        name: str | None = None,
+        **options: Unpack[EnqueueOptions],
+    ) -> None:
+        """Enqueue a job of ``job_type`` (or a call of a task, without arguments) every
+        ``interval``, while this worker runs.
+
+        Occurrences fall on whole multiples of ``interval`` since the Unix epoch, plus
+        ``offset`` (``every(3600, ...)`` at the top of each UTC hour, ``every(86400, ...,
+        offset=6 * 3600)`` at 06:00 UTC), and each is stored once however many workers have
+        the schedule: its job id is ``"every:<name>:<milliseconds since the epoch>"``. Each
+        occurrence is enqueued when it falls due, as a job any worker of the type may run;
+        occurrences that fall while no worker keeps the schedule are skipped, not caught up.
+        Not kept by ``run(burst=True)`` or ``process_one()``.
+
+        :param interval: seconds (or a ``timedelta``), > 0
+        :param data: the jobs' payload (for a task: its stored arguments, default none)
+        :param offset: seconds (or a ``timedelta``) after each multiple, 0 <= offset < interval
+        :param name: tells schedules apart (default: the job type); part of the job ids
+        :param options: ``enqueue`` options for every occurrence (``priority``, ``ttl``,
+            ``max_retries``, ``timeout``, ``unique_key``, ...; not ``job_id``, ``delay``,
+            ``execute_at`` or ``depends_on``, which the schedule decides). With a
+            ``unique_key``, an occurrence that falls due while the previous one is still
+            pending or running is skipped.
+        :raises ConfigurationError: for a bad interval or name, or a name already scheduled
+        :raises InvalidJobError: for a bad job type, payload or option
+        """
+        seconds = _seconds(interval)
+        if seconds is None or seconds <= 0:
+            raise ConfigurationError(f"interval must be a number of seconds > 0, not {interval!r}")
+        shift = _seconds(offset)
+        if shift is None or not 0 <= shift < seconds:
+            raise ConfigurationError(
+                f"offset must be a number of seconds from 0 to below the interval, not {offset!r}"
+            )
+        given: dict[str, Any] = dict(options)
+        if not isinstance(job_type, str):  # a Task: its name and its own options
+            task_key = job_type.unique_key
+            given = {**job_type.options, **given}
+            if isinstance(task_key, str):  # a function of the arguments has none to use
+                given.setdefault("unique_key", task_key)
+            job_type = job_type.name
+        fixed = _SCHEDULE_SETS & set(given)
+        if fixed:
+            raise ConfigurationError(
+                f"every() decides {', '.join(sorted(fixed))} itself: leave it out"
+            )
+        build_record(job_type, data, given, now=0.0, default_ttl=None)  # refuse bad input now
+        key = job_type if name is None else name
+        if not isinstance(key, str) or not key:
+            raise ConfigurationError(f"a schedule's name must be a non-empty string, not {key!r}")
+        if key in self._schedules:
+            raise ConfigurationError(f"a schedule named {key!r} already exists: give a name=")
+        self._schedules[key] = Schedule(key, job_type, seconds, data, given, shift)
+
     def _all_handlers(self) -> dict[str, HandlerFunc]:
         handlers: dict[str, HandlerFunc] = {}
         tasks = self.queue._tasks
@@ -169,6 +241,7 @@ class Worker:
             drain_timeout=self.drain_timeout,
             burst=burst,
             hooks=tuple(self._hooks),
+            schedules=tuple(self._schedules.values()),
         )
         self._stop, self._done = anyio.Event(), anyio.Event()
         try:
@@ -208,6 +281,15 @@ class Worker:
         runner = JobRunner(self.queue, handlers, Roster(), report, self._hooks)
         await runner.execute(claimed[0])
         return True
+
+
+def _seconds(value: object) -> float | None:
+    """A finite number of seconds from a number or a ``timedelta``; None for anything else."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _positive(value: float, what: str, *, allow_zero: bool = False) -> None:

@@ -26,6 +26,7 @@ from ..backends.base import Notice, QueueBackend
 from .backoff import FIRST_DELAY, logger
 from .claimer import Claimer
 from .handler import JobRunner, OutcomeHook, run_handler
+from .periodic import Schedule, keep_schedules
 from .reporter import hand_over, run_reporter, store_outcome
 from .roster import Roster
 
@@ -45,6 +46,8 @@ class CrewSettings:
     burst: bool = False
     #: ``Worker.on_outcome`` callbacks.
     hooks: tuple[OutcomeHook, ...] = ()
+    #: ``Worker.every`` schedules (not kept in a burst).
+    schedules: tuple[Schedule, ...] = ()
 
 
 async def supervise(
@@ -62,6 +65,8 @@ async def supervise(
     async with anyio.create_task_group() as services:
         await services.start(_listen, queue.backend, roster, wake_tx)
         await services.start(_keep_leases, queue, roster, settings.lease, wake_tx.clone())
+        if settings.schedules and not settings.burst:
+            await services.start(keep_schedules, queue, settings.schedules)
         async with anyio.create_task_group() as reporting:
             await reporting.start(run_reporter, queue.backend, queue.clock, outcomes_rx)
             async with outcomes_tx, anyio.create_task_group() as crew:
