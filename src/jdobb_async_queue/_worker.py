@@ -108,9 +108,7 @@ class Worker:
         """
         if not isinstance(job_type, str) or not job_type:
             raise ConfigurationError(f"job_type must be a non-empty string, not {job_type!r}")
-        if not inspect.iscoroutinefunction(handler) and not inspect.iscoroutinefunction(
-            getattr(handler, "__call__", None)  # noqa: B004 - async callable objects
-        ):
+        if not _is_async(handler):
             raise ConfigurationError(f"the handler for {job_type!r} must be an async function")
         if job_type in self._handlers:
             raise ConfigurationError(f"job type {job_type!r} already has a handler")
@@ -127,7 +125,7 @@ class Worker:
 
         :raises ConfigurationError: if ``callback`` is not callable, or is an async function
         """
-        if not callable(callback) or inspect.iscoroutinefunction(callback):
+        if not callable(callback) or _is_async(callback):
             raise ConfigurationError(
                 f"on_outcome takes a plain function of a JobOutcome, not {callback!r}"
             )
@@ -281,6 +279,13 @@ class Worker:
         runner = JobRunner(self.queue, handlers, Roster(), report, self._hooks)
         await runner.execute(claimed[0])
         return True
+
+
+def _is_async(func: object) -> bool:
+    """An ``async def`` function, or an object whose ``__call__`` is one."""
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - async callable objects
+    )
 
 
 def _seconds(value: object) -> float | None:

@@ -717,3 +717,46 @@ async def test_ids_types_and_keys_with_odd_characters(
     assert dependent.status is JobStatus.CANCELLED
     assert dependent.error == f"dependency {ODD} cancelled"
     assert [j.id for j in await queue.list_jobs(job_type=ODD)] == [second, ODD]
+
+
+async def test_a_purge_in_many_script_calls_deletes_only_what_had_ended(
+    queue_factory: Callable[..., JobQueue], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two jobs per script call: the cursor and the ceiling carry over between calls, a job that
+    ends between two calls is left for the next purge, and an orphan is cancelled and kept."""
+    import jdobb_async_queue.backends._redis.backend as redis_backend
+
+    monkeypatch.setattr(redis_backend, "PURGE_BATCH", 2)
+    queue = queue_factory()
+    ended = [await queue.enqueue("old") for _ in range(5)]
+    for job_id in ended:
+        assert await queue.cancel(job_id) is True
+    a = await queue.enqueue("t")
+    b = await queue.enqueue("t", depends_on=[a])
+    claimed = await queue.claim(["t"])
+    assert claimed is not None and claimed.id == a
+    await queue.fail(a, "boom")
+    assert await queue.retry(b) is True  # waits for a
+    late = await queue.enqueue("late")
+
+    backend = queue.backend
+    assert isinstance(backend, RedisBackend)
+    run, calls = backend._run, []
+
+    async def run_and_end_one_midway(script: Any, args: list[Any], **kwargs: Any) -> Any:
+        reply = await run(script, args, **kwargs)
+        if script is backend._scripts.purge:
+            calls.append(args)
+            if len(calls) == 1:
+                assert await queue.cancel(late) is True  # ends after the purge began
+        return reply
+
+    monkeypatch.setattr(backend, "_run", run_and_end_one_midway)
+    assert await queue.purge() == 6  # the five old ones and a
+    assert len(calls) > 3  # several calls per status
+    job_b, job_late = await queue.get(b), await queue.get(late)
+    assert job_b is not None and job_b.status is JobStatus.CANCELLED
+    assert job_b.error == f"dependency {a} deleted"
+    assert job_late is not None and job_late.status is JobStatus.CANCELLED
+    assert await queue.purge() == 2
+    assert (await queue.stats()).cancelled == 0

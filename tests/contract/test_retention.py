@@ -349,3 +349,40 @@ async def test_a_dependency_already_gone_counts_as_met_when_a_job_is_retried(
     assert await timed.get(a) is None
     assert await timed.retry(b) is True
     await _claim(timed, b)
+
+
+async def test_a_purge_keeps_the_jobs_its_own_expiry_step_cancels(
+    timed: JobQueue, clock: MockClock
+) -> None:
+    """The purge is the first call after ``a`` expired: deleting it (not counted) cancels ``b``
+    and ``c``, which had not ended when the purge began."""
+    a, b, c = await _retried_chain(timed)
+    clock.advance(11)
+    assert await timed.purge() == 0
+    await _assert_orphans_cancelled(timed, a, b, c)
+
+
+async def test_an_expired_broken_dependency_counts_as_met_when_a_job_is_retried(
+    timed: JobQueue, clock: MockClock
+) -> None:
+    """Expired is gone, even before housekeeping has deleted it: the retry runs the job."""
+    a = await timed.enqueue("t", ttl=5)
+    b = await timed.enqueue("t", depends_on=[a])
+    await _claim(timed, a)
+    await timed.fail(a, "boom")  # b is cancelled with it
+    clock.advance(6)
+    assert await timed.retry(b) is True
+    await _claim(timed, b)
+
+
+async def test_a_workers_lease_check_deletes_expired_jobs(
+    timed: JobQueue, clock: MockClock
+) -> None:
+    """Housekeeping runs on every lease check, so a queue with only workers running cancels the
+    orphans of an expired dependency too."""
+    a, b, c = await _retried_chain(timed)
+    clock.advance(11)
+    assert await timed.backend.reclaim_expired(now=timed.clock()) == []
+    job_b = await timed.get(b)
+    assert job_b is not None and job_b.status is JobStatus.CANCELLED
+    await _assert_orphans_cancelled(timed, a, b, c)

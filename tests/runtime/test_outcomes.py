@@ -161,6 +161,10 @@ async def test_on_outcome_takes_plain_functions_only(make_queue: QueueFactory) -
     async def coroutine_function(outcome: JobOutcome) -> None:
         return None
 
-    for bad in (coroutine_function, "not callable", None):
+    class AsyncCallable:
+        async def __call__(self, outcome: JobOutcome) -> None:
+            return None
+
+    for bad in (coroutine_function, AsyncCallable(), "not callable", None):
         with pytest.raises(ConfigurationError, match="on_outcome"):
             worker.on_outcome(bad)  # type: ignore[type-var]

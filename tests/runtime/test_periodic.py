@@ -19,7 +19,6 @@ from jdobb_async_queue import (
     InvalidJobError,
     Job,
     JobContext,
-    JobQueue,
     JobStatus,
     SerializationError,
     Worker,
@@ -35,9 +34,8 @@ TICK = 0.2
 
 
 def _ms(job_id: str) -> int:
-    prefix, name, ms = job_id.split(":")
-    assert prefix == "every"
-    return int(ms)
+    assert job_id.startswith("every:")
+    return int(job_id.rsplit(":", 1)[1])
 
 
 async def _run_until(workers: list[Worker], done: anyio.Event) -> None:

@@ -340,6 +340,7 @@ class MemoryBackend(QueueBackend):
         return True
 
     async def retry(self, job_id: str, *, delay: float, now: float) -> bool:
+        self._expire(now)  # an expired dependency is gone, not FAILED: it counts as met
         r = self._alive(job_id, now)
         if r is None or transition_refused(r.status, Event.RETRY):
             return False
@@ -381,6 +382,7 @@ class MemoryBackend(QueueBackend):
         return True
 
     async def reclaim_expired(self, *, now: float) -> list[str]:
+        self._expire(now)  # housekeeping on every worker's lease check
         reclaimed: list[str] = []
         heap = self._leases
         while heap and heap[0][0] < now:
@@ -446,13 +448,15 @@ class MemoryBackend(QueueBackend):
         job_type: str | None,
         now: float,
     ) -> int:
+        # The jobs that had ended when the purge began: not those its expiry step cancels.
+        ended = [i for s in statuses for i in self._by_status[s]]
         self._expire(now)
         doomed = [
-            self._jobs[i]
-            for s in statuses
-            for i in self._by_status[s]
-            if (before is None or (self._jobs[i].completed_at or 0.0) < before)
-            and (job_type is None or self._jobs[i].job_type == job_type)
+            r
+            for r in map(self._jobs.get, ended)
+            if r is not None
+            and (before is None or (r.completed_at or 0.0) < before)
+            and (job_type is None or r.job_type == job_type)
         ]
         for r in doomed:
             self._delete(r, now)

@@ -267,8 +267,9 @@ def count_lane(lane: int, job_type: bool) -> str:
 
 
 def purge(statuses: int, before: bool, job_type: bool) -> str:
-    """Delete terminal jobs of ``statuses`` placeholders, finished before, of a type."""
-    where = ["status IN (" + ", ".join("?" * statuses) + ")"]
+    """Delete terminal jobs of ``statuses`` placeholders, touched before the purge began (one
+    more placeholder), finished before, of a type."""
+    where = ["status IN (" + ", ".join("?" * statuses) + ")", "touched < ?"]
     if before:
         where.append("coalesce(completed_at, 0) < ?")
     if job_type:

@@ -5,4 +5,4 @@
 -- FAILED or CANCELLED) can never run, and is cancelled in the same transaction. Version 1's
 -- trigger dropped those edges first, so the waiting job was never found.
 
-DROP TRIGGER jobs_forget_edges;
+DROP TRIGGER IF EXISTS jobs_forget_edges;

@@ -383,7 +383,9 @@ def renew_many(tx: Tx, leases: Sequence[Lease], duration: float, now: float) -> 
 
 
 def reclaim_expired(tx: Tx, now: float) -> list[str]:
-    """Send every PROCESSING job whose lease ran out back to PENDING, due at once."""
+    """Send every PROCESSING job whose lease ran out back to PENDING, due at once (and delete
+    expired jobs: housekeeping on every worker's lease check)."""
+    _expire(tx, now)
     rows = tx.conn.execute(q.RECLAIM, {"now": now, "touched": tx.batch.touch()}).fetchall()
     for row in rows:
         tx.emit(row)
@@ -448,11 +450,15 @@ def _waits_on_retry(tx: Tx, depends_on: list[str], now: float) -> list[str]:
 def purge(
     tx: Tx, statuses: Sequence[str], before: float | None, job_type: str | None, now: float
 ) -> int:
-    """Delete terminal jobs; return how many (expired ones are gone before counting)."""
+    """Delete terminal jobs; return how many (expired ones are gone before counting).
+
+    Only the jobs that had ended when it began: those its expiry step cancels are touched later.
+    """
+    ceiling = tx.batch.touch()
     _expire(tx, now)
     if not statuses:
         return 0
-    args: list[Any] = list(statuses)
+    args: list[Any] = [*statuses, ceiling]
     if before is not None:
         args.append(before)
     if job_type is not None:
