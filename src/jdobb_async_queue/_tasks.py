@@ -48,6 +48,7 @@ __all__ = [
     "TaskHandler",
     "TaskRegistry",
     "TaskResult",
+    "task_call",
 ]
 
 P = ParamSpec("P")
@@ -464,6 +465,16 @@ def _is_async(func: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
         getattr(func, "__call__", None)  # noqa: B004 - async callable objects
     )
+
+
+def task_call(task: Task[Any, Any], data: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """The arguments stored ``data`` calls ``task`` with, checked against its signature.
+
+    :raises TaskArgumentError: for data not in the task format, or arguments that don't fit
+    """
+    args, kwargs = _call_args(task, data)
+    _check_binding(task, args, kwargs)
+    return args, kwargs
 
 
 def _call_args(task: Task[Any, Any], data: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:

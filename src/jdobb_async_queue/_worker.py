@@ -15,6 +15,7 @@ import anyio
 import anyio.lowlevel
 from typing_extensions import Unpack
 
+from ._codec import checked_copy
 from ._context import HandlerFunc
 from ._errors import ConfigurationError
 from ._jobspec import as_sequence, build_record
@@ -24,11 +25,15 @@ from ._runtime.periodic import Schedule
 from ._runtime.reporter import store_outcome
 from ._runtime.roster import Roster
 from ._runtime.supervisor import CrewSettings, supervise
+from ._tasks import task_call
 
 if TYPE_CHECKING:
     from ._tasks import EnqueueOptions, Task
 
 __all__ = ["Worker"]
+
+#: The shortest interval ``every`` takes: occurrences are told apart by the millisecond.
+MIN_INTERVAL = 0.001
 
 #: ``enqueue`` options a schedule sets itself.
 _SCHEDULE_SETS = frozenset({"job_id", "delay", "execute_at", "depends_on"})
@@ -151,9 +156,9 @@ class Worker:
         the schedule: its job id is ``"every:<name>:<milliseconds since the epoch>"``. Each
         occurrence is enqueued when it falls due, as a job any worker of the type may run;
         occurrences that fall while no worker keeps the schedule are skipped, not caught up.
-        Not kept by ``run(burst=True)`` or ``process_one()``.
+        Not kept by ``run(burst=True)`` or ``process_one()``; read when ``run()`` starts.
 
-        :param interval: seconds (or a ``timedelta``), > 0
+        :param interval: seconds (or a ``timedelta``), at least a millisecond
         :param data: the jobs' payload (for a task: its stored arguments, default none)
         :param offset: seconds (or a ``timedelta``) after each multiple, 0 <= offset < interval
         :param name: tells schedules apart (default: the job type); part of the job ids
@@ -163,35 +168,36 @@ class Worker:
             ``unique_key``, an occurrence that falls due while the previous one is still
             pending or running is skipped.
         :raises ConfigurationError: for a bad interval or name, or a name already scheduled
-        :raises InvalidJobError: for a bad job type, payload or option
+        :raises InvalidJobError: for a bad job type, payload or option (``TaskArgumentError``
+            for a task's ``data`` that is not a call its function takes)
         """
         seconds = _seconds(interval)
-        if seconds is None or seconds <= 0:
-            raise ConfigurationError(f"interval must be a number of seconds > 0, not {interval!r}")
+        if seconds is None or seconds < MIN_INTERVAL:
+            raise ConfigurationError(
+                f"interval must be a number of seconds >= {MIN_INTERVAL:g}, not {interval!r}"
+            )
         shift = _seconds(offset)
         if shift is None or not 0 <= shift < seconds:
             raise ConfigurationError(
                 f"offset must be a number of seconds from 0 to below the interval, not {offset!r}"
             )
         given: dict[str, Any] = dict(options)
-        if not isinstance(job_type, str):  # a Task: its name and its own options
-            task_key = job_type.unique_key
-            given = {**job_type.options, **given}
-            if isinstance(task_key, str):  # a function of the arguments has none to use
-                given.setdefault("unique_key", task_key)
-            job_type = job_type.name
         fixed = _SCHEDULE_SETS & set(given)
         if fixed:
             raise ConfigurationError(
                 f"every() decides {', '.join(sorted(fixed))} itself: leave it out"
             )
+        if not isinstance(job_type, str):  # a Task: its name, options and unique key
+            given = {**_task_options(job_type, data), **given}
+            job_type = job_type.name
         build_record(job_type, data, given, now=0.0, default_ttl=None)  # refuse bad input now
         key = job_type if name is None else name
         if not isinstance(key, str) or not key:
             raise ConfigurationError(f"a schedule's name must be a non-empty string, not {key!r}")
         if key in self._schedules:
             raise ConfigurationError(f"a schedule named {key!r} already exists: give a name=")
-        self._schedules[key] = Schedule(key, job_type, seconds, data, given, shift)
+        payload = None if data is None else checked_copy(data, "data")  # later changes: ignored
+        self._schedules[key] = Schedule(key, job_type, seconds, payload, given, shift)
 
     def _all_handlers(self) -> dict[str, HandlerFunc]:
         handlers: dict[str, HandlerFunc] = {}
@@ -279,6 +285,20 @@ class Worker:
         runner = JobRunner(self.queue, handlers, Roster(), report, self._hooks)
         await runner.execute(claimed[0])
         return True
+
+
+def _task_options(task: Task[..., Any], data: dict[str, Any] | None) -> dict[str, Any]:
+    """The options a task's scheduled calls get: its own, less those the schedule decides, and
+    its unique key (a function of the arguments is applied to ``data``'s).
+
+    :raises TaskArgumentError: if ``data`` is not a call the function takes
+    """
+    args, kwargs = task_call(task, data or {})
+    options = {k: v for k, v in task.options.items() if k not in _SCHEDULE_SETS}
+    key = task.unique_key
+    if key is not None:
+        options["unique_key"] = key(*args, **kwargs) if callable(key) else key
+    return options
 
 
 def _is_async(func: object) -> bool:

@@ -8,7 +8,8 @@ schedule's name and its time: the first worker to enqueue it wins, the others ge
 
 An occurrence is enqueued when it falls due (not ahead), so a ``unique_key`` skips one that
 falls while the previous one is still pending or running. Occurrences that fall while no worker
-keeps the schedule are skipped, not caught up.
+keeps the schedule are skipped, not caught up; the waits are real time, whatever the queue's
+clock.
 """
 
 from __future__ import annotations
@@ -41,14 +42,20 @@ class Schedule:
     #: Seconds after each multiple of ``interval`` (0 <= offset < interval).
     offset: float = 0.0
 
-    def next_after(self, moment: float) -> float:
-        """The first occurrence strictly after ``moment`` (seconds since the epoch)."""
-        steps = math.floor((moment - self.offset) / self.interval) + 1
-        return steps * self.interval + self.offset
+    def step_after(self, moment: float) -> int:
+        """The number of the first occurrence after ``moment`` (seconds since the epoch).
 
-    def job_id(self, due: float) -> str:
-        """The id of the occurrence due at ``due``: the same on every worker."""
-        return f"every:{self.name}:{round(due * 1000)}"
+        Occurrences are counted in whole steps, so the next one is always a step further
+        (float division alone may land back on the same occurrence)."""
+        return math.floor((moment - self.offset) / self.interval) + 1
+
+    def due(self, step: int) -> float:
+        """When occurrence ``step`` falls due: the same float on every worker."""
+        return step * self.interval + self.offset
+
+    def job_id(self, step: int) -> str:
+        """The id of occurrence ``step``: the same on every worker."""
+        return f"every:{self.name}:{round(self.due(step) * 1000)}"
 
 
 async def keep_schedules(
@@ -65,29 +72,32 @@ async def keep_schedules(
 
 
 async def _keep(queue: JobQueue, schedule: Schedule) -> None:
-    due = schedule.next_after(queue.clock())
+    step = schedule.step_after(queue.clock())
     while True:
-        await anyio.sleep(max(due - queue.clock(), 0.0))
+        await anyio.sleep(max(schedule.due(step) - queue.clock(), 0.0))
         try:
-            await _enqueue(queue, schedule, due)
+            await _enqueue(queue, schedule, step)
         except BackendUnavailable as exc:
             # Retried until the next occurrence falls due; then that one is tried instead.
-            logger.warning("could not enqueue %s, retrying: %s", schedule.job_id(due), exc)
+            logger.warning("could not enqueue %s, retrying: %s", schedule.job_id(step), exc)
             retry = min(schedule.interval / 4, 1.0)
-            if queue.clock() + retry < schedule.next_after(due):
+            if queue.clock() + retry < schedule.due(step + 1):
                 await anyio.sleep(retry)
                 continue
-        # Strictly after both: the clock may read a hair before ``due`` on waking.
-        due = schedule.next_after(max(queue.clock(), due))
+        except Exception:
+            # A schedule must not take job processing down with it: say so, go on.
+            logger.exception("could not enqueue %s, skipped", schedule.job_id(step))
+        # A step further at least: the clock may read a hair before the due time on waking.
+        step = max(step + 1, schedule.step_after(queue.clock()))
 
 
-async def _enqueue(queue: JobQueue, schedule: Schedule, due: float) -> None:
-    execute_at = datetime.fromtimestamp(due, tz=timezone.utc)
+async def _enqueue(queue: JobQueue, schedule: Schedule, step: int) -> None:
+    execute_at = datetime.fromtimestamp(schedule.due(step), tz=timezone.utc)
     try:
         await queue.enqueue(
             schedule.job_type,
             schedule.data,
-            job_id=schedule.job_id(due),
+            job_id=schedule.job_id(step),
             execute_at=execute_at,
             **schedule.options,
         )
