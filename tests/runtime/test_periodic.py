@@ -47,6 +47,20 @@ def _ms(job_id: str) -> int:
     return int(job_id.rsplit(":", 1)[1])
 
 
+def _ticks(worker: Worker, enough: int) -> tuple[list[str], anyio.Event]:
+    """Register a "tick" handler: the ids it ran, and an event set once it ran ``enough``."""
+    ran: list[str] = []
+    done = anyio.Event()
+
+    @worker.handler("tick")
+    async def tick(ctx: JobContext) -> None:
+        ran.append(ctx.id)
+        if len(ran) == enough:
+            done.set()
+
+    return ran, done
+
+
 async def _run_until(workers: list[Worker], done: anyio.Event) -> None:
     with anyio.fail_after(WAIT):
         async with anyio.create_task_group() as tg:
@@ -87,14 +101,7 @@ async def test_occurrences_fall_on_multiples_of_the_interval(make_queue: QueueFa
 async def test_an_offset_shifts_every_occurrence(make_queue: QueueFactory) -> None:
     queue = make_queue()
     worker = Worker(queue, poll_interval=0.05)
-    ran: list[str] = []
-    done = anyio.Event()
-
-    @worker.handler("tick")
-    async def tick(ctx: JobContext) -> None:
-        ran.append(ctx.id)
-        if len(ran) == 2:
-            done.set()
+    ran, done = _ticks(worker, 2)
 
     worker.every(TICK, "tick", offset=timedelta(milliseconds=50))
     await _run_until([worker], done)
@@ -276,14 +283,7 @@ async def test_an_outage_is_retried_and_other_errors_skip_one_occurrence(
     backend = FlakyEnqueue([BackendUnavailable("down for a moment"), InvalidJobError("refused")])
     queue = JobQueue(backend=backend)
     worker = Worker(queue, poll_interval=0.05)
-    ran: list[str] = []
-    done = anyio.Event()
-
-    @worker.handler("tick")
-    async def tick(ctx: JobContext) -> None:
-        ran.append(ctx.id)
-        if len(ran) == 2:
-            done.set()
+    ran, done = _ticks(worker, 2)
 
     worker.every(TICK, "tick")
     with caplog.at_level(logging.WARNING, logger="jdobb_async_queue.worker"):
