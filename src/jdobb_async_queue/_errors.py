@@ -52,19 +52,20 @@ class SchemaVersionError(ConfigurationError):
 
 
 class MissingDependencyError(ConfigurationError, ImportError):
-    """A backend needs an optional dependency that is not installed.
+    """A backend (or a feature) needs an optional dependency that is not installed.
 
-    :param backend: the backend that needs it
+    :param backend: the backend that needs it (or the feature, with ``feature=True``)
     :param extra: the ``pip install jdobb-async-queue[extra]`` that installs it
+    :param module: the module that could not be imported
     """
 
-    def __init__(self, backend: str, extra: str, module: str) -> None:
+    def __init__(self, backend: str, extra: str, module: str, *, feature: bool = False) -> None:
         self.backend = backend
         self.extra = extra
         self.module = module
+        what = backend if feature else f"the {backend!r} backend"
         super().__init__(
-            f"the {backend!r} backend needs the {module!r} module: "
-            f"pip install 'jdobb-async-queue[{extra}]'"
+            f"{what} needs the {module!r} module: pip install 'jdobb-async-queue[{extra}]'"
         )
 
 

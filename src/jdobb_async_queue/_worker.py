@@ -7,7 +7,7 @@ import math
 import os
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import timedelta, timezone, tzinfo
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,11 +17,11 @@ from typing_extensions import Unpack
 
 from ._codec import checked_copy
 from ._context import HandlerFunc
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, MissingDependencyError
 from ._jobspec import as_sequence, build_record
 from ._queue import DEFAULT_LEASE, JobQueue
 from ._runtime.handler import JobRunner, OutcomeHook
-from ._runtime.periodic import Schedule
+from ._runtime.periodic import Schedule, load_croniter
 from ._runtime.reporter import store_outcome
 from ._runtime.roster import Roster
 from ._runtime.supervisor import CrewSettings, supervise
@@ -181,11 +181,71 @@ class Worker:
             raise ConfigurationError(
                 f"offset must be a number of seconds from 0 to below the interval, not {offset!r}"
             )
-        given: dict[str, Any] = dict(options)
+        self._add_schedule(
+            "every()", job_type, data, name, dict(options), interval=seconds, offset=shift
+        )
+
+    def cron(
+        self,
+        expression: str,
+        job_type: str | Task[..., Any],
+        data: dict[str, Any] | None = None,
+        *,
+        tz: tzinfo | None = None,
+        name: str | None = None,
+        **options: Unpack[EnqueueOptions],
+    ) -> None:
+        """Enqueue a job of ``job_type`` (or a call of a task) at the times a cron expression
+        matches, while this worker runs; needs ``pip install 'jdobb-async-queue[cron]'``.
+
+        Like :meth:`every` in all else: each occurrence is stored once however many workers
+        have the schedule (job id ``"cron:<name>:<milliseconds since the epoch>"``), when it
+        falls due; missed ones are skipped; not kept by a burst or ``process_one()``.
+
+        :param expression: five fields (minute hour day month weekday, as crontab(5) has them,
+            with names like ``MON`` and ``JAN``), or six with seconds last, e.g.
+            ``"0 3 * * MON-FRI"``
+        :param tz: the time zone the expression reads (default UTC), e.g.
+            ``zoneinfo.ZoneInfo("Europe/Riga")``; daylight saving is followed
+        :param name: tells schedules apart (default: the job type); part of the job ids
+        :param options: ``enqueue`` options, as for :meth:`every`
+        :raises MissingDependencyError: when croniter is not installed
+        :raises ConfigurationError: for a bad expression, time zone or name, or a name already
+            scheduled
+        :raises InvalidJobError: for a bad job type, payload or option
+        """
+        try:
+            croniter = load_croniter()
+        except ImportError:
+            raise MissingDependencyError("Worker.cron", "cron", "croniter", feature=True) from None
+        if not isinstance(expression, str) or not croniter.is_valid(expression):
+            raise ConfigurationError(f"not a cron expression: {expression!r}")
+        if tz is not None and not isinstance(tz, tzinfo):
+            raise ConfigurationError(f"tz must be a datetime.tzinfo, not {tz!r}")
+        self._add_schedule(
+            "cron()",
+            job_type,
+            data,
+            name,
+            dict(options),
+            expression=expression,
+            tz=tz or timezone.utc,
+        )
+
+    def _add_schedule(
+        self,
+        method: str,
+        job_type: str | Task[..., Any],
+        data: dict[str, Any] | None,
+        name: str | None,
+        given: dict[str, Any],
+        **when: Any,
+    ) -> None:
+        """Check a schedule's job, options and name, then keep it (``when``: its times)."""
         fixed = _SCHEDULE_SETS & set(given)
         if fixed:
             raise ConfigurationError(
-                f"every() decides {', '.join(sorted(fixed))} itself: leave it out"
+                f"{method} decides {', '.join(sorted(fixed))} itself: leave it out"
             )
         if not isinstance(job_type, str):  # a Task: its name, options and unique key
             given = {**_task_options(job_type, data), **given}
@@ -197,7 +257,7 @@ class Worker:
         if key in self._schedules:
             raise ConfigurationError(f"a schedule named {key!r} already exists: give a name=")
         payload = None if data is None else checked_copy(data, "data")  # later changes: ignored
-        self._schedules[key] = Schedule(key, job_type, seconds, payload, given, shift)
+        self._schedules[key] = Schedule(key, job_type, data=payload, options=given, **when)
 
     def _all_handlers(self) -> dict[str, HandlerFunc]:
         handlers: dict[str, HandlerFunc] = {}

@@ -11,12 +11,14 @@ import logging
 import math
 import random
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import anyio
 import pytest
 
+import jdobb_async_queue._worker as worker_module
 from jdobb_async_queue import (
     BackendUnavailable,
     ConfigurationError,
@@ -25,6 +27,7 @@ from jdobb_async_queue import (
     JobContext,
     JobQueue,
     JobStatus,
+    MissingDependencyError,
     SerializationError,
     TaskArgumentError,
     Worker,
@@ -253,15 +256,18 @@ def test_occurrences_are_counted_in_whole_steps() -> None:
         interval = rng.uniform(0.001, 5000)
         offset = rng.uniform(0, interval) if rng.random() < 0.5 else 0.0
         schedule = Schedule("s", "t", interval, offset=offset)
-        step = schedule.step_after(rng.uniform(1.7e9, 1.8e9))
-        due = schedule.due(step)
+        occurrence = schedule.next(rng.uniform(1.7e9, 1.8e9))
+        step, due = occurrence.step, occurrence.due
         assert schedule.step_after(due - interval / 2) == step  # due lies in its own step
         assert schedule.step_after(due) in (step, step + 1)  # never skips one
-        assert schedule.job_id(step) != schedule.job_id(step + 1)
+        following = schedule.next(due, occurrence)
+        assert following.step == step + 1 and following.job_id != occurrence.job_id
     sticky = Schedule("s", "t", 0.105)
     first = sticky.step_after(1.7e9)
-    landed_back = [k for k in range(first, first + 2000) if sticky.step_after(sticky.due(k)) == k]
-    assert landed_back  # why the actor takes max(step + 1, ...), not step_after(due) alone
+    landed_back = [
+        k for k in range(first, first + 2000) if sticky.step_after(sticky.occurrence(k).due) == k
+    ]
+    assert landed_back  # why next() takes a step past the previous one, not step_after alone
 
 
 class FlakyEnqueue(MemoryBackend):
@@ -292,3 +298,67 @@ async def test_an_outage_is_retried_and_other_errors_skip_one_occurrence(
     assert "down for a moment" in caplog.text  # retried within the same occurrence...
     assert "skipped" in caplog.text and "refused" in caplog.text  # ...the next one skipped
     assert len(set(ran)) == 2 and not backend.errors
+
+
+# -- cron -----------------------------------------------------------------------------------------
+
+
+def test_cron_occurrences_follow_the_expression_in_its_time_zone() -> None:
+    riga = ZoneInfo("Europe/Riga")
+    schedule = Schedule("backup", "t", expression="30 3 * * MON-FRI", tz=riga)
+    friday_noon = datetime(2026, 3, 27, 12, 0, tzinfo=riga).timestamp()
+    monday = schedule.next(friday_noon)  # the weekend is skipped; DST began on the Sunday
+    assert datetime.fromtimestamp(monday.due, riga) == datetime(2026, 3, 30, 3, 30, tzinfo=riga)
+    assert monday.job_id == f"cron:backup:{round(monday.due * 1000)}"
+    tuesday = schedule.next(monday.due - 1, monday)  # after the previous one, whatever the clock
+    assert tuesday.due - monday.due == 24 * 3600
+    every_second = Schedule("s", "t", expression="* * * * * *")
+    moment = 1_800_000_000.25
+    assert every_second.next(moment).due == 1_800_000_001.0
+
+
+async def test_a_cron_schedule_runs_once_per_match(make_queue: QueueFactory) -> None:
+    queue = make_queue()
+    workers = [Worker(queue, poll_interval=0.05) for _ in range(2)]
+    ran: list[Job] = []
+    done = anyio.Event()
+    for worker in workers:
+
+        @worker.handler("pulse")
+        async def pulse(ctx: JobContext) -> None:
+            ran.append(ctx.job)
+            if len(ran) == 2:
+                done.set()
+
+        worker.cron("* * * * * *", "pulse", {"from": "cron"}, ttl=60)  # every second
+    await _run_until(workers, done)
+    ids = [job.id for job in ran]
+    assert len(ids) == len(set(ids)) and all(i.startswith("cron:pulse:") for i in ids)
+    for job in ran:
+        assert job.execute_at is not None and job.execute_at.microsecond == 0
+        assert job.data == {"from": "cron"} and job.ttl == 60
+
+
+async def test_bad_cron_schedules_are_refused(
+    make_queue: QueueFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = make_queue()
+    worker = Worker(queue)
+    for expression in ("not cron", "61 * * * *", "* * *", "", 5):
+        with pytest.raises(ConfigurationError, match="cron expression"):
+            worker.cron(expression, "t")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="tz"):
+        worker.cron("0 * * * *", "t", tz="Europe/Riga")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="decides"):
+        worker.cron("0 * * * *", "t", delay=5)  # type: ignore[call-arg]
+    worker.cron("0 * * * *", "t")
+    with pytest.raises(ConfigurationError, match="already exists"):
+        worker.every(60, "t")  # one name space for both kinds
+
+    def missing() -> None:
+        raise ImportError("No module named 'croniter'")
+
+    monkeypatch.setattr(worker_module, "load_croniter", missing)
+    with pytest.raises(MissingDependencyError, match=r"jdobb-async-queue\[cron\]"):
+        worker.cron("0 * * * *", "t", name="other")
+    assert await queue.list_jobs() == []
