@@ -7,7 +7,7 @@ import math
 import os
 import uuid
 from collections.abc import Callable
-from datetime import timedelta, timezone, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -222,6 +222,10 @@ class Worker:
             raise ConfigurationError(f"not a cron expression: {expression!r}")
         if tz is not None and not isinstance(tz, tzinfo):
             raise ConfigurationError(f"tz must be a datetime.tzinfo, not {tz!r}")
+        try:  # a valid expression may still never match again ("0 0 30 2 *": February 30)
+            croniter(expression, datetime.now(tz or timezone.utc)).get_next(datetime)
+        except Exception as exc:
+            raise ConfigurationError(f"{expression!r} never matches again: {exc}") from None
         self._add_schedule(
             "cron()",
             job_type,

@@ -347,6 +347,9 @@ async def test_bad_cron_schedules_are_refused(
     for expression in ("not cron", "61 * * * *", "* * *", "", 5):
         with pytest.raises(ConfigurationError, match="cron expression"):
             worker.cron(expression, "t")  # type: ignore[arg-type]
+    for never in ("0 0 30 2 *", "0 0 1 1 * 0 2001"):  # February 30; a year long gone
+        with pytest.raises(ConfigurationError, match="never matches"):
+            worker.cron(never, "t")
     with pytest.raises(ConfigurationError, match="tz"):
         worker.cron("0 * * * *", "t", tz="Europe/Riga")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="decides"):

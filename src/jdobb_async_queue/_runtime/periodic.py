@@ -112,8 +112,8 @@ async def keep_schedules(
 
 
 async def _keep(queue: JobQueue, schedule: Schedule) -> None:
-    occurrence = schedule.next(queue.clock())
-    while True:
+    occurrence = _next(schedule, queue.clock(), None)
+    while occurrence is not None:
         await anyio.sleep(max(occurrence.due - queue.clock(), 0.0))
         try:
             await _enqueue(queue, schedule, occurrence)
@@ -128,7 +128,17 @@ async def _keep(queue: JobQueue, schedule: Schedule) -> None:
             # A schedule must not take job processing down with it: say so, go on.
             logger.exception("could not enqueue %s, skipped", occurrence.job_id)
         # Later than this one, whatever the clock reads on waking (a hair early, or late).
-        occurrence = schedule.next(queue.clock(), occurrence)
+        occurrence = _next(schedule, queue.clock(), occurrence)
+
+
+def _next(schedule: Schedule, moment: float, previous: Occurrence | None) -> Occurrence | None:
+    """The next occurrence, or None once there is none (a cron expression limited to years
+    that have passed): the schedule ends, the worker goes on."""
+    try:
+        return schedule.next(moment, previous)
+    except Exception:
+        logger.exception("schedule %s has no next occurrence: it ends", schedule.name)
+        return None
 
 
 async def _enqueue(queue: JobQueue, schedule: Schedule, occurrence: Occurrence) -> None:
