@@ -237,3 +237,21 @@ async def test_retried_dependent_still_waits_for_every_dependency(queue: JobQueu
     assert await queue.claim() is None  # c still waits for b
     await queue.complete(b)
     await _run(queue, c)
+
+
+async def test_a_job_that_ended_while_waiting_leaves_no_edge_behind(queue: JobQueue) -> None:
+    """A dependent cancelled while it waits, then purged, must not count its old dependency
+    against a new job that reuses its id."""
+    a = await queue.enqueue("t")
+    await queue.enqueue("t", job_id="reused", depends_on=[a])
+    assert await queue.cancel("reused") is True
+    assert await queue.purge([JobStatus.CANCELLED]) == 1
+    b = await queue.enqueue("t")
+    await queue.enqueue("t", job_id="reused", depends_on=[b])
+    await _run(queue, a)
+    await queue.complete(a)  # completes nothing "reused" now waits on
+    await _run(queue, b)
+    assert await queue.claim() is None  # "reused" still waits for b
+    assert (await _get(queue, "reused")).status is JobStatus.PENDING
+    await queue.complete(b)
+    await _run(queue, "reused")

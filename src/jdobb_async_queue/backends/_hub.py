@@ -1,7 +1,8 @@
 """In-process delivery of notices and job updates, shared by backends that live in one process.
 
-The memory backend delivers everything through a :class:`LocalHub`; the SQLite backend uses one
-for the subscribers in its own process. Each subscriber reads from its own bounded
+The memory backend delivers everything through a :class:`LocalHub`. (The SQLite backend keeps
+mailboxes of its own, because it also de-duplicates the states it reads back from other
+processes.) Each subscriber reads from its own bounded
 :class:`Mailbox`: publishing never waits, so a slow subscriber never blocks a worker. A full
 mailbox drops its oldest entry, so the newest (for a job update, the terminal one) always arrives.
 """
@@ -83,10 +84,9 @@ class LocalHub:
             for box in boxes:
                 box.put(update)
 
-    @property
-    def has_subscribers(self) -> bool:
-        """Whether anyone is subscribed to any job (lets backends skip building updates)."""
-        return bool(self._subscribers)
+    def watches(self, job_id: str) -> bool:
+        """Whether anyone is subscribed to ``job_id`` (lets backends skip building updates)."""
+        return job_id in self._subscribers
 
     @asynccontextmanager
     async def listen(self) -> AsyncIterator[AsyncIterator[Notice]]:

@@ -45,7 +45,7 @@ class MemoryBackend(QueueBackend):
         self._scheduled: list[tuple[float, int, str]] = []  # (execute_at, order, id)
         self._leases: list[tuple[float, str, int]] = []  # (expires, id, fence)
         self._expiry: list[tuple[float, str]] = []  # (expires_at, id)
-        self._dependents: dict[str, list[str]] = {}
+        self._dependents: dict[str, dict[str, None]] = {}  # dependency -> jobs waiting on it
         self._unique: dict[str, str] = {}
         self._by_status: dict[str, dict[str, None]] = {s: {} for s in (*_LIVE, *_TERMINAL)}
         self._where_count: Counter[str] = Counter()
@@ -108,13 +108,10 @@ class MemoryBackend(QueueBackend):
         del self._jobs[r.id]
         del self._order[r.id]
         del self._by_status[r.status][r.id]
-        for dep_id in self._dependents.pop(r.id, ()):
-            d = self._jobs.get(dep_id)
-            if d is None or d.status != "pending" or self._where.get(dep_id) != _WAITING:
-                continue
-            if r.id in d.depends_on:
-                d.error = dependency_error(r.id, "deleted")
-                self._end(d, "cancelled", now)
+        for dep_id in self._dependents.pop(r.id, {}):
+            d = self._jobs[dep_id]  # an edge lasts only while its job waits
+            d.error = dependency_error(r.id, "deleted")
+            self._end(d, "cancelled", now)
 
     def _alive(self, job_id: str, now: float) -> JobRecord | None:
         r = self._jobs.get(job_id)
@@ -123,7 +120,7 @@ class MemoryBackend(QueueBackend):
         return r
 
     def _emit(self, r: JobRecord) -> None:
-        if self._hub.has_subscribers:
+        if self._hub.watches(r.id):
             self._hub.publish(_update_of(r))
 
     def _wake(self) -> None:
@@ -142,15 +139,17 @@ class MemoryBackend(QueueBackend):
             heapq.heappush(self._expiry, (r.expires_at, r.id))
         if r.unique_key is not None and self._unique.get(r.unique_key) == r.id:
             del self._unique[r.unique_key]
+        for dep_id in r.depends_on:  # the edges of what it still waited on are moot now
+            edges = self._dependents.get(dep_id)
+            if edges is not None:
+                edges.pop(r.id, None)
         self._emit(r)
         return self._settle_dependents(r, now)
 
     def _settle_dependents(self, r: JobRecord, now: float) -> list[str]:
         woken: list[str] = []
-        for dep_id in self._dependents.pop(r.id, ()):
-            d = self._jobs.get(dep_id)
-            if d is None or d.status != "pending" or self._where.get(dep_id) != _WAITING:
-                continue
+        for dep_id in self._dependents.pop(r.id, {}):
+            d = self._jobs[dep_id]  # an edge lasts only while its job waits
             if r.status == "complete":
                 d.pending_deps -= 1
                 if d.pending_deps == 0:
@@ -242,9 +241,7 @@ class MemoryBackend(QueueBackend):
                 if not broken_waits:
                     continue
             r.pending_deps += 1
-            edges = self._dependents.setdefault(dep_id, [])
-            if r.id not in edges:  # a retried job may still have its old edge
-                edges.append(r.id)
+            self._dependents.setdefault(dep_id, {})[r.id] = None
         return broken
 
     async def claim_pending_job(
@@ -322,9 +319,6 @@ class MemoryBackend(QueueBackend):
         r.execute_at = execute_at
         self._place(r, now)
         self._emit(r)
-
-    async def finish_many(self, outcomes: Sequence[Outcome], *, now: float) -> list[bool]:
-        return [await self.finish(o, now=now) for o in outcomes]
 
     async def cancel(self, job_id: str, reason: str | None, *, now: float) -> bool:
         r = self._alive(job_id, now)

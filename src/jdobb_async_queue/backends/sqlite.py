@@ -334,8 +334,9 @@ class SQLiteBackend(QueueBackend):
 
     async def finish_many(self, outcomes: Sequence[Outcome], *, now: float) -> list[bool]:
         done = await self._call(partial(writes.finish_many, outcomes=outcomes, now=now))
-        for outcome in outcomes:
-            self._running.pop(outcome.job_id, None)
+        for outcome, stored in zip(outcomes, done, strict=True):
+            if stored:  # a refused (stale) report must not forget the job's current claim
+                self._running.pop(outcome.job_id, None)
         return done
 
     async def cancel(self, job_id: str, reason: str | None, *, now: float) -> bool:

@@ -178,16 +178,19 @@ def _pending_row(
 
 
 def _dependency_statuses(tx: Tx, depends_on: list[str], now: float) -> dict[str, str]:
-    statuses: dict[str, str] = {}
-    unknown: list[str] = []
-    for dep_id in dict.fromkeys(depends_on):
-        found = tx.conn.execute(q.DEP_STATUS, {"id": dep_id, "now": now}).fetchone()
-        if found is None:
-            unknown.append(dep_id)
-        else:
-            statuses[dep_id] = found[0]
+    found = _statuses(tx, depends_on, now)
+    unknown = [dep_id for dep_id, status in found.items() if status is None]
     if unknown:
         raise UnknownDependencyError(unknown)
+    return {dep_id: status for dep_id, status in found.items() if status is not None}
+
+
+def _statuses(tx: Tx, job_ids: list[str], now: float) -> dict[str, str | None]:
+    """The status of each live job (None for an unknown or expired one), duplicates read once."""
+    statuses: dict[str, str | None] = {}
+    for job_id in dict.fromkeys(job_ids):
+        found = tx.conn.execute(q.DEP_STATUS, {"id": job_id, "now": now}).fetchone()
+        statuses[job_id] = None if found is None else found[0]
     return statuses
 
 
@@ -439,12 +442,8 @@ def retry(tx: Tx, job_id: str, delay: float, now: float) -> bool:
 def _waits_on_retry(tx: Tx, depends_on: list[str], now: float) -> list[str]:
     """Dependencies a retried job waits on: all but the COMPLETE and the missing ones (a FAILED
     or CANCELLED one must be retried and complete first)."""
-    waits = []
-    for dep_id in dict.fromkeys(depends_on):
-        found = tx.conn.execute(q.DEP_STATUS, {"id": dep_id, "now": now}).fetchone()
-        if found is not None and found[0] != "complete":
-            waits.append(dep_id)
-    return waits
+    found = _statuses(tx, depends_on, now)
+    return [dep_id for dep_id, status in found.items() if status not in (None, "complete")]
 
 
 def purge(
