@@ -593,18 +593,28 @@ async def test_any_json_value_comes_back_as_returned(make_queue: QueueFactory, v
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("value", [(1, 2), {1, 2}, object()], ids=["tuple", "set", "object"])
+@pytest.mark.parametrize(
+    "value",
+    [(1, 2), {1, 2}, object(), "lone \ud800 surrogate", float("nan")],
+    ids=["tuple", "set", "object", "surrogate", "nan"],
+)
 async def test_a_non_json_return_value_fails_the_job(make_queue: QueueFactory, value: Any) -> None:
+    """In a thread or on the event loop, and for scalars too: never a crash of the worker."""
     queue = make_queue()
 
     @queue.task
     def bad() -> Any:
         return value
 
-    job_id = await bad.enqueue()
+    @queue.task
+    async def bad_async() -> Any:
+        return value
+
+    job_ids = [await bad.enqueue(), await bad_async.enqueue()]
     await burst(fast_worker(queue))
-    with pytest.raises(JobFailed, match="invalid result"):
-        await bad.wait(job_id, timeout=WAIT)
+    for job_id in job_ids:
+        with pytest.raises(JobFailed, match="invalid result"):
+            await bad.wait(job_id, timeout=WAIT)
 
 
 @pytest.mark.anyio

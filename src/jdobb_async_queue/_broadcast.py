@@ -8,13 +8,11 @@ from typing import Any
 from ._codec import checked_copy
 from ._errors import InvalidJobError, JobNotFoundError
 from ._jobspec import check_progress
-from ._models import JobUpdate
+from ._models import TERMINAL_STATUSES, JobUpdate
 from ._queue import JobQueue
 from ._records import UpdateRecord, record_update, to_update
 
 __all__ = ["Broadcaster"]
-
-_TERMINAL = frozenset({"complete", "failed", "cancelled"})
 
 
 class Broadcaster:
@@ -41,14 +39,14 @@ class Broadcaster:
             if record is None:
                 raise JobNotFoundError(job_id)
             yield to_update(record_update(record))
-            if record.status in _TERMINAL:
+            if record.status in TERMINAL_STATUSES:
                 return
             seen = record.updated_at
             async for update in updates:
                 if update.data is None and update.timestamp < seen:
                     continue  # published before our snapshot, already reflected in it
                 yield to_update(update)
-                if update.status in _TERMINAL:
+                if update.status in TERMINAL_STATUSES:
                     return
 
     async def send(
@@ -72,7 +70,7 @@ class Broadcaster:
         backend = self._queue.backend
         now = self._queue.clock()
         record = await backend.get(job_id, now=now)
-        if record is None or record.status in _TERMINAL:
+        if record is None or record.status in TERMINAL_STATUSES:
             return False
         await backend.publish(
             UpdateRecord(

@@ -7,6 +7,7 @@ objects, in C, at the cost of one encode and one decode.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -21,11 +22,15 @@ class CheckedJSON(dict):  # type: ignore[type-arg]
 
 
 def is_json_scalar(value: object) -> bool:
-    """Whether ``value`` is None, a bool, an int, a str or a finite float (JSON as it is)."""
-    kind = type(value)
-    if kind is float:
-        return value == value and value not in (float("inf"), float("-inf"))
-    return value is None or kind is str or kind is int or kind is bool
+    """Whether ``value`` is None, a bool, an int, an ASCII str or a finite float: JSON as it is.
+
+    Any other str is left to the round trip: it may hold a lone surrogate, which UTF-8 refuses.
+    """
+    if type(value) is str:
+        return value.isascii()
+    if type(value) is float:
+        return math.isfinite(value)
+    return value is None or type(value) is int or type(value) is bool
 
 
 _encoder = msgspec.json.Encoder()
@@ -40,18 +45,24 @@ def dump_json(value: Any, what: str) -> bytes:
     :raises SerializationError: if ``value`` is not JSON-compatible
     :return: the JSON bytes
     """
-    try:
-        raw = _encoder.encode(value)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise SerializationError(what, str(exc)) from None
-    if _decoder.decode(raw) != value:
-        raise SerializationError(what, f"{_describe(value)} does not survive a JSON round trip")
-    return raw
+    return _round_trip(value, what)[0]
 
 
 def checked_copy(value: Any, what: str) -> Any:
     """Return a deep copy of ``value`` made through JSON, after :func:`dump_json`'s check."""
-    return _decoder.decode(dump_json(value, what))
+    return _round_trip(value, what)[1]
+
+
+def _round_trip(value: Any, what: str) -> tuple[bytes, Any]:
+    """The JSON of ``value`` and its decoded copy, once it is known to be equal to ``value``."""
+    try:
+        raw = _encoder.encode(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SerializationError(what, str(exc)) from None
+    copy = _decoder.decode(raw)
+    if copy != value:
+        raise SerializationError(what, f"{_describe(value)} does not survive a JSON round trip")
+    return raw, copy
 
 
 def load_json(raw: bytes | str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ from ._records import JobRecord, ProgressUpdate, to_job
 if TYPE_CHECKING:
     from ._queue import JobQueue
 
-__all__ = ["HandlerFunc", "JobContext", "current_job"]
+__all__ = ["HandlerFunc", "JobContext", "current_job", "is_async_callable"]
 
 #: A job handler: an ``async def`` taking a :class:`JobContext` and returning a
 #: JSON-compatible dict (stored as the job's ``results``) or ``None``.
@@ -106,3 +107,10 @@ class JobContext:
     @staticmethod
     def _leave(token: object) -> None:
         _current.reset(token)  # type: ignore[arg-type]
+
+
+def is_async_callable(func: object) -> bool:
+    """An ``async def`` function, or an object whose ``__call__`` is one."""
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - async callable objects
+    )

@@ -17,7 +17,7 @@ from ._errors import InvalidJobError
 from ._models import JobPriority
 from ._records import JobRecord
 
-__all__ = ["ENQUEUE_OPTIONS", "build_record", "check_progress", "new_job_id"]
+__all__ = ["ENQUEUE_OPTIONS", "build_record", "check_progress", "check_ttl", "new_job_id"]
 
 #: The keyword arguments of ``JobQueue.enqueue`` besides ``job_type`` and ``data``.
 ENQUEUE_OPTIONS = frozenset(
@@ -69,7 +69,7 @@ def build_record(
         metadata=_mapping(options.get("metadata"), "metadata"),
         created_at=now,
         updated_at=now,
-        ttl=_ttl(ttl),
+        ttl=check_ttl(ttl),
         execute_at=_execute_at(options.get("delay"), options.get("execute_at"), now),
         max_retries=_count(options.get("max_retries", 0), "max_retries"),
         retry_delay=_seconds(options.get("retry_delay", 1.0), "retry_delay", allow_zero=True),
@@ -120,11 +120,15 @@ def _priority(value: object) -> str:
         ) from None
 
 
-def _ttl(value: object) -> int | None:
+def check_ttl(value: object, what: str = "ttl") -> int | None:
+    """Return ``value`` if it is None or a whole number of seconds >= 0.
+
+    :raises InvalidJobError: otherwise
+    """
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidJobError(f"ttl must be a whole number of seconds >= 0, not {value!r}")
+        raise InvalidJobError(f"{what} must be a whole number of seconds >= 0, not {value!r}")
     return value
 
 

@@ -29,10 +29,11 @@ class JobStatus(str, Enum):
     @property
     def is_terminal(self) -> bool:
         """``True`` for COMPLETE, FAILED and CANCELLED."""
-        return self in _TERMINAL
+        return self in TERMINAL_STATUSES
 
 
-_TERMINAL = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED})
+#: COMPLETE, FAILED and CANCELLED (a str enum: plain status strings are found in it too).
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 class JobPriority(str, Enum):
@@ -103,7 +104,7 @@ class Job(BaseModel):
     @property
     def is_done(self) -> bool:
         """``True`` when the job is COMPLETE, FAILED or CANCELLED."""
-        return self.status in _TERMINAL
+        return self.status in TERMINAL_STATUSES
 
     @property
     def duration(self) -> float | None:

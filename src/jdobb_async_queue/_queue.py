@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from ._codec import CheckedJSON, checked_copy
 from ._errors import InvalidJobError
-from ._jobspec import as_sequence, build_record, check_progress
-from ._models import Job, JobPriority, JobStatus, QueueStats
+from ._jobspec import as_sequence, build_record, check_progress, check_ttl
+from ._models import TERMINAL_STATUSES, Job, JobPriority, JobStatus, QueueStats
 from ._records import Outcome, ProgressUpdate, to_job
 from .backends import QueueBackend, open_backend
 from .backends.base import new_jitter
@@ -32,7 +32,6 @@ __all__ = ["DEFAULT_LEASE", "JobQueue"]
 
 #: Seconds a claim holds its job before another worker may take it over (renewed while running).
 DEFAULT_LEASE = 30.0
-_TERMINAL = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 class JobQueue:
@@ -60,8 +59,7 @@ class JobQueue:
         default_ttl: int | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if default_ttl is not None and (not isinstance(default_ttl, int) or default_ttl < 0):
-            raise InvalidJobError(f"default_ttl must be an int >= 0 or None, not {default_ttl!r}")
+        check_ttl(default_ttl, "default_ttl")
         self._backend = open_backend(backend, url, namespace)
         self.namespace = namespace
         self.default_ttl = default_ttl
@@ -289,8 +287,8 @@ class JobQueue:
         :param job_type: only jobs of this type
         :raises InvalidJobError: (a ``ValueError``) if ``statuses`` names PENDING or PROCESSING
         """
-        chosen = _TERMINAL if statuses is None else {_status(s) for s in statuses}
-        live = sorted(s.value for s in chosen - _TERMINAL)
+        chosen = TERMINAL_STATUSES if statuses is None else {_status(s) for s in statuses}
+        live = sorted(s.value for s in chosen - TERMINAL_STATUSES)
         if live:
             raise InvalidJobError(f"purge deletes finished jobs only, not {', '.join(live)}")
         if before is not None and not isinstance(before, datetime):

@@ -26,7 +26,7 @@ from typing_extensions import Unpack
 
 from ._broadcast import Broadcaster
 from ._codec import CheckedJSON, is_json_scalar
-from ._context import HandlerFunc, JobContext
+from ._context import HandlerFunc, JobContext, is_async_callable
 from ._errors import (
     ConfigurationError,
     InvalidJobError,
@@ -34,7 +34,7 @@ from ._errors import (
     JobFailed,
     SerializationError,
 )
-from ._jobspec import ENQUEUE_OPTIONS, build_record
+from ._jobspec import build_record
 from ._models import Job, JobPriority, JobStatus, JobUpdate
 
 if TYPE_CHECKING:
@@ -334,7 +334,7 @@ class TaskHandler:
         self.registry = registry
         self.task = task
         self.func = task.func
-        self.is_async = _is_async(task.func)
+        self.is_async = is_async_callable(task.func)
 
     def __repr__(self) -> str:
         return f"<TaskHandler {self.task.name}>"
@@ -420,15 +420,11 @@ def _check_options(
     name: str, options: dict[str, Any], unique_key: str | Callable[..., str] | None
 ) -> None:
     """Refuse an unknown option or a bad value now, not at the first ``enqueue``."""
-    unknown = set(options) - ENQUEUE_OPTIONS
-    if unknown:
-        raise InvalidJobError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
     if unique_key is not None and not callable(unique_key) and not isinstance(unique_key, str):
         raise InvalidJobError(
             f"unique_key must be a string, a function returning one, or None, not {unique_key!r}"
         )
-    checked = {k: v for k, v in options.items() if k != "unique_key"}
-    build_record(name, None, checked, now=0.0, default_ttl=None)
+    build_record(name, None, options, now=0.0, default_ttl=None)
 
 
 def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
@@ -459,12 +455,6 @@ def _positional_arity(signature: inspect.Signature | None) -> tuple[int, float] 
 def _boxed(func: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any]:
     # Boxed: trio's to_thread refuses a function whose return value is a coroutine.
     return (func(*args, **kwargs),)
-
-
-def _is_async(func: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-        getattr(func, "__call__", None)  # noqa: B004 - async callable objects
-    )
 
 
 def task_call(task: Task[Any, Any], data: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:

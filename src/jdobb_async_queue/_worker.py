@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import uuid
@@ -16,7 +15,7 @@ import anyio.lowlevel
 from typing_extensions import Unpack
 
 from ._codec import checked_copy
-from ._context import HandlerFunc
+from ._context import HandlerFunc, is_async_callable
 from ._errors import ConfigurationError, MissingDependencyError
 from ._jobspec import as_sequence, build_record
 from ._queue import DEFAULT_LEASE, JobQueue
@@ -113,7 +112,7 @@ class Worker:
         """
         if not isinstance(job_type, str) or not job_type:
             raise ConfigurationError(f"job_type must be a non-empty string, not {job_type!r}")
-        if not _is_async(handler):
+        if not is_async_callable(handler):
             raise ConfigurationError(f"the handler for {job_type!r} must be an async function")
         if job_type in self._handlers:
             raise ConfigurationError(f"job type {job_type!r} already has a handler")
@@ -130,7 +129,7 @@ class Worker:
 
         :raises ConfigurationError: if ``callback`` is not callable, or is an async function
         """
-        if not callable(callback) or _is_async(callback):
+        if not callable(callback) or is_async_callable(callback):
             raise ConfigurationError(
                 f"on_outcome takes a plain function of a JobOutcome, not {callback!r}"
             )
@@ -363,13 +362,6 @@ def _task_options(task: Task[..., Any], data: dict[str, Any] | None) -> dict[str
     if key is not None:
         options["unique_key"] = key(*args, **kwargs) if callable(key) else key
     return options
-
-
-def _is_async(func: object) -> bool:
-    """An ``async def`` function, or an object whose ``__call__`` is one."""
-    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-        getattr(func, "__call__", None)  # noqa: B004 - async callable objects
-    )
 
 
 def _seconds(value: object) -> float | None:

@@ -43,6 +43,7 @@ class Workflow:
             raise InvalidJobError(f"a workflow needs a non-empty name, not {name!r}")
         self.name = name
         self._steps: list[WorkflowStep] = []
+        self._ids: set[str] = set()  # the steps' job ids, for the duplicate check
         self._submitted = False
 
     @property
@@ -73,10 +74,11 @@ class Workflow:
                     f"added to this workflow before it, not {dep!r}"
                 )
         job_id = options.pop("job_id", None) or new_job_id()
-        if any(s.job_id == job_id for s in self._steps):
+        if job_id in self._ids:
             raise InvalidJobError(f"workflow {self.name!r} already has a step with id {job_id!r}")
         step = WorkflowStep(self, job_id, job_type, data, tuple(depends_on), options)
         self._steps.append(step)
+        self._ids.add(job_id)
         return step
 
     async def submit(self, queue: JobQueue) -> list[str]:

@@ -84,14 +84,24 @@ def _pending(outcomes: MemoryObjectReceiveStream[Outcome], limit: int | None) ->
     return batch
 
 
+#: Longest wait, in seconds, to hand an outcome to a reporter that is riding out an outage: it
+#: takes a new batch at the latest once it gave up on the one in flight.
+HAND_OVER_LIMIT = GIVE_UP_AFTER + SHIELD_LIMIT
+
+
 async def hand_over(outcomes: MemoryObjectSendStream[Outcome], outcome: Outcome) -> None:
     """Give ``outcome`` to the reporter; never lost to a cancellation of the caller."""
     try:
         outcomes.send_nowait(outcome)
     except anyio.WouldBlock:
         # Shielded: a hard stop may be cancelling us, and the outcome must still be stored.
-        with anyio.CancelScope(shield=True):
+        # Bounded: past the limit the reporter is stuck, and the job's lease brings it back.
+        with anyio.move_on_after(HAND_OVER_LIMIT, shield=True) as waited:
             await outcomes.send(outcome)
+        if waited.cancelled_caught:
+            logger.error(
+                "gave up handing over the outcome of %s (it will run again)", outcome.job_id
+            )
 
 
 async def store_outcome(queue: JobQueue, outcome: Outcome) -> None:

@@ -23,7 +23,7 @@ from .._errors import BackendUnavailable
 from .._queue import JobQueue
 from .._records import JobRecord, Outcome
 from ..backends.base import Notice, QueueBackend
-from .backoff import FIRST_DELAY, logger
+from .backoff import FIRST_DELAY, MAX_DELAY, logger
 from .claimer import Claimer
 from .handler import JobRunner, OutcomeHook, run_handler
 from .periodic import Schedule, keep_schedules
@@ -126,10 +126,12 @@ async def _listen(
     job the worker runs can be cancelled before the worker can hear of it.
     """
     started = False
+    delay = FIRST_DELAY
     async with wake:
         while True:
             try:
                 async with backend.listen() as notices:
+                    delay = FIRST_DELAY  # listening again: the next failure starts afresh
                     if not started:
                         started = True
                         task_status.started()
@@ -140,7 +142,8 @@ async def _listen(
                 started = True
                 task_status.started()
             _poke(wake)  # something may have happened while we were not listening
-            await anyio.sleep(FIRST_DELAY)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY)
 
 
 async def _relay(
