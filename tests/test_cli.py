@@ -378,6 +378,12 @@ def test_cancel_and_retry(store: Store) -> None:
     assert_one_error_line(store.run("cancel", "no-such-job"), 1)
     assert_one_error_line(store.run("retry", "no-such-job"), 1)
 
+    # A job kept for 0 s after it ends is gone at once: the cancel still succeeded.
+    fleeting = store.enqueue("add", "--ttl", "0")
+    assert store.ok("cancel", fleeting).strip() == f"cancelled {fleeting}"
+    gone = store.enqueue("add", "--ttl", "0")
+    assert store.json("cancel", gone) == {"id": gone, "status": "cancelled"}
+
 
 def test_purge(store: Store) -> None:
     store.enqueue("add", "--data", '{"a": 1, "b": 1}')

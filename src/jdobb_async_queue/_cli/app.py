@@ -241,7 +241,7 @@ def cancel(
     async def op(queue: JobQueue) -> int:
         if not await queue.cancel(job_id, reason):
             await _refused(queue, job_id, "cancelled", "PENDING or PROCESSING")
-        _done(await _existing(queue, job_id), "cancelled", as_json)
+        await _done(queue, job_id, "cancelled", JobStatus.CANCELLED, as_json)
         return 0
 
     _run(ctx, op)
@@ -259,7 +259,7 @@ def retry(
     async def op(queue: JobQueue) -> int:
         if not await queue.retry(job_id, delay=delay):
             await _refused(queue, job_id, "retried", "FAILED or CANCELLED")
-        _done(await _existing(queue, job_id), "retrying", as_json)
+        await _done(queue, job_id, "retrying", JobStatus.PENDING, as_json)
         return 0
 
     _run(ctx, op)
@@ -270,11 +270,14 @@ async def _refused(queue: JobQueue, job_id: str, action: str, allowed: str) -> N
     raise CommandError(f"job {job_id} is {job.status.value}: only {allowed} jobs can be {action}")
 
 
-def _done(job: Job, what: str, as_json: bool) -> None:
-    if as_json:
-        emit_json(job.model_dump(mode="json"))
-    else:
-        typer.echo(f"{what} {job.id}")
+async def _done(queue: JobQueue, job_id: str, what: str, status: JobStatus, as_json: bool) -> None:
+    """Say it is done: the job as it now is for ``--json`` (read only then)."""
+    if not as_json:
+        typer.echo(f"{what} {job_id}")
+        return
+    job = await queue.get(job_id)  # None if it ended with ttl=0: already gone, as it should be
+    shown = {"id": job_id, "status": status.value} if job is None else job.model_dump(mode="json")
+    emit_json(shown)
 
 
 @app.command()

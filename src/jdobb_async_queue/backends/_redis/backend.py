@@ -77,6 +77,7 @@ class RedisBackend(QueueBackend):
                 connect_timeout=connect_timeout,
                 command_timeout=command_timeout,
                 ssl_context=ssl_context,
+                connect_attempts=1,  # the Caller's retry_for is the one retry policy
             )
         except (InvalidRedisURL, ValueError) as exc:
             raise ConfigurationError(str(exc)) from None

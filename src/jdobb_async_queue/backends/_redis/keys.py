@@ -97,10 +97,6 @@ class KeyLayout:
         """The channel of one job's updates."""
         return (self.prefix + FAMILIES["CH_UPDATES"] + job_id).encode()
 
-    def updates_prefix(self) -> bytes:
-        """What every job-update channel starts with."""
-        return (self.prefix + FAMILIES["CH_UPDATES"]).encode()
-
     def claim(self, instance: str) -> str:
         """The key remembering the last claim of one backend instance."""
         return self.prefix + FAMILIES["K_CLAIM"] + instance

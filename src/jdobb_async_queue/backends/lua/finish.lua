@@ -36,7 +36,6 @@ local function finish(id, kind, fence, results, err, retry, jitter)
   return 1
 end
 
-expire_some(100)
 local done, at = {}, 4
 for i = 1, tonumber(ARGV[3]) do
   done[i] = finish(ARGV[at], ARGV[at + 1], opt(ARGV[at + 2]), opt(ARGV[at + 3]),

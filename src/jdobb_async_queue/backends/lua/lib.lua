@@ -388,11 +388,10 @@ local function requeue(id, f, execute_at, fields)
   publish_update(id)
 end
 
--- Whether the job (f: its FIELDS, or nil) is in a state allowing `event` (nil: PROCESSING)
--- and has this fence (any, if nil).
+-- Whether the job (f: its FIELDS, or nil) is in a state allowing `event` and has this fence
+-- (any, if nil).
 local function held(f, fence, event)
-  if not f or (event and not SOURCES[event][f.status])
-      or (not event and f.status ~= 'processing') then
+  if not f or not SOURCES[event][f.status] then
     return false
   end
   return fence == nil or f.fence == fence
