@@ -4,7 +4,7 @@
 
 local id, reason = ARGV[3], opt(ARGV[4])
 local f = load(id)
-local alive = f and not (f.expires_at and tonumber(f.expires_at) <= NOW)
+local alive = f and not expired(f.expires_at)
 if not alive or not SOURCES.cancel[f.status] then
   if ARGV[2] == '1' and alive and f.status == 'cancelled' and changed_by_first_attempt(id) then
     return 1

@@ -55,7 +55,7 @@ local function admit(records)
     end
     local f = call('HMGET', K_JOB(r.id), 'status', 'expires_at')
     if f[1] then
-      if not (f[2] and tonumber(f[2]) <= NOW) then
+      if not expired(f[2]) then
         return {'duplicate', r.id}
       end
       delete_job(r.id, f[1]) -- gone already: its id is free

@@ -100,10 +100,15 @@ local function load(id, names)
   return f
 end
 
+-- Whether a job's ttl ran out (expires_at: its field, or nil/false for none).
+local function expired(expires_at)
+  return expires_at and tonumber(expires_at) <= NOW
+end
+
 -- The job's status, or nil if it does not exist or its ttl ran out.
 local function alive_status(id)
   local f = call('HMGET', K_JOB(id), 'status', 'expires_at')
-  if not f[1] or (f[2] and tonumber(f[2]) <= NOW) then
+  if not f[1] or expired(f[2]) then
     return nil
   end
   return f[1]

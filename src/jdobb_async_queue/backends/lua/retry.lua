@@ -6,7 +6,7 @@
 local id, execute_at = ARGV[3], opt(ARGV[4])
 local key = K_JOB(id)
 local f = load(id)
-local alive = f and not (f.expires_at and tonumber(f.expires_at) <= NOW)
+local alive = f and not expired(f.expires_at)
 if not alive or not SOURCES.retry[f.status] then
   if ARGV[2] == '1' and alive and f.status == 'pending' and changed_by_first_attempt(id) then
     return 1
