@@ -15,7 +15,7 @@ from typing import Any
 from ._codec import checked_copy
 from ._errors import InvalidJobError
 from ._models import JobPriority
-from ._records import JobRecord
+from ._records import DEFAULT_MAX_LOST, JobRecord
 
 __all__ = ["ENQUEUE_OPTIONS", "build_record", "check_progress", "check_ttl", "new_job_id"]
 
@@ -33,6 +33,7 @@ ENQUEUE_OPTIONS = frozenset(
         "timeout",
         "depends_on",
         "unique_key",
+        "max_lost",
     }
 )
 
@@ -76,6 +77,8 @@ def build_record(
         timeout=_timeout(options.get("timeout")),
         depends_on=_depends_on(options.get("depends_on")),
         unique_key=_unique_key(options.get("unique_key")),
+        max_lost=_count(options.get("max_lost", DEFAULT_MAX_LOST), "max_lost"),
+        update_seq=1,
     )
 
 

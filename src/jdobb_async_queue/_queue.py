@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
+from . import _policy
 from ._codec import CheckedJSON, checked_copy
 from ._errors import InvalidJobError
 from ._jobspec import as_sequence, build_record, check_progress, check_ttl
 from ._models import TERMINAL_STATUSES, Job, JobPriority, JobStatus, QueueStats
-from ._records import Outcome, ProgressUpdate, to_job
+from ._records import DEFAULT_MAX_LOST, Outcome, ProgressUpdate, to_job
 from .backends import QueueBackend, open_backend
-from .backends.base import new_jitter
 
 if TYPE_CHECKING:
     from ._tasks import Task, TaskRegistry
@@ -29,6 +29,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 __all__ = ["DEFAULT_LEASE", "JobQueue"]
+
+#: ``list_jobs(limit=None)`` asks the backend for this many: more than any store holds.
+NO_LIMIT = 2**62
+#: Times ``fail`` reads a job again when a newer claim superseded the attempt it decided on.
+_FAIL_READS = 3
 
 #: Seconds a claim holds its job before another worker may take it over (renewed while running).
 DEFAULT_LEASE = 30.0
@@ -64,6 +69,9 @@ class JobQueue:
         self.namespace = namespace
         self.default_ttl = default_ttl
         self.clock: Callable[[], float] = clock or time.time
+        if clock is not None:
+            # A test clock drives the store too, even one with a clock of its own (Redis).
+            self._backend.test_clock = clock
         self._closed = False
         self._tasks: TaskRegistry | None = None
 
@@ -101,6 +109,7 @@ class JobQueue:
         timeout: float | None = None,
         depends_on: Sequence[str] | None = None,
         unique_key: str | None = None,
+        max_lost: int = DEFAULT_MAX_LOST,
     ) -> str:
         """Store a new PENDING job and return its id.
 
@@ -118,6 +127,8 @@ class JobQueue:
         :param timeout: seconds one attempt may run; then it is cancelled and failed
         :param depends_on: ids of jobs that must be COMPLETE first
         :param unique_key: while a PENDING/PROCESSING job holds this key, return its id instead
+        :param max_lost: times the job's lease may run out (its worker died or stalled) before
+            it is FAILED instead of run again: a poison job cannot take workers down forever
         :raises DuplicateJobError: when ``job_id`` is taken
         :raises UnknownDependencyError: when ``depends_on`` names an unknown job
         :raises SerializationError: when ``data`` or ``metadata`` is not JSON-compatible
@@ -135,6 +146,7 @@ class JobQueue:
             "timeout": timeout,
             "depends_on": depends_on,
             "unique_key": unique_key,
+            "max_lost": max_lost,
         }
         if ttl is None:
             del options["ttl"]
@@ -183,19 +195,28 @@ class JobQueue:
         status: JobStatus | str | None = None,
         *,
         job_type: str | None = None,
-        limit: int = 100,
+        limit: int | None = 100,
         offset: int = 0,
     ) -> list[Job]:
         """List jobs: PENDING ones in the order they would be claimed, every other status most
         recently updated first.
 
-        :raises InvalidJobError: for an unknown status or a negative limit/offset
+        :param limit: at most this many (``None``: no limit)
+        :raises InvalidJobError: for an unknown status, or a limit/offset that is not an
+            int >= 0
         """
         name = None if status is None else _status(status).value
-        if limit < 0 or offset < 0:
-            raise InvalidJobError("limit and offset must be >= 0")
+        for value, what in ((limit, "limit"), (offset, "offset")):
+            if value is None and what == "limit":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidJobError(f"{what} must be an int >= 0, not {value!r}")
         records = await self._backend.list_jobs(
-            name, job_type=job_type, limit=limit, offset=offset, now=self.clock()
+            name,
+            job_type=job_type,
+            limit=NO_LIMIT if limit is None else limit,
+            offset=offset,
+            now=self.clock(),
         )
         return [to_job(r) for r in records]
 
@@ -249,10 +270,16 @@ class JobQueue:
         :return: ``True`` whether it scheduled a retry or failed the job; ``False`` if the job is
             unknown or not PROCESSING
         """
-        outcome = Outcome(
-            job_id=job_id, kind="fail", error=str(error), retry=retry, jitter=new_jitter()
-        )
-        return await self._backend.finish(outcome, now=self.clock())
+        # Decided on the attempt we read, applied only to that attempt (its fence): if another
+        # claim superseded it meanwhile, the decision is stale and is read again.
+        for _ in range(_FAIL_READS):
+            record = await self._backend.get(job_id, now=self.clock())
+            if record is None or record.status != "processing":
+                return False
+            outcome = _policy.decide_failure(record, str(error), retry=retry)
+            if await self._backend.finish(outcome, now=self.clock()):
+                return True
+        return False
 
     async def cancel(self, job_id: str, reason: str | None = None) -> bool:
         """Cancel a PENDING or PROCESSING job (a running handler is cancelled promptly).

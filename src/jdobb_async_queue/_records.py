@@ -21,11 +21,16 @@ __all__ = [
     "Lease",
     "UpdateRecord",
     "PRIORITY_RANK",
+    "DEFAULT_MAX_LOST",
     "to_job",
     "to_update",
     "record_update",
+    "gone_update",
     "utc",
 ]
+
+#: How many times a job's lease may run out before it is FAILED (``enqueue(max_lost=)``).
+DEFAULT_MAX_LOST = 5
 
 #: Claim order of the priorities: lower is claimed first.
 PRIORITY_RANK: dict[str, int] = {"high": 0, "normal": 1, "low": 2}
@@ -36,7 +41,7 @@ class JobRecord(msgspec.Struct, kw_only=True):
 
     Fields the backend owns (set on enqueue, claim and every transition): ``status``,
     ``attempts``, ``fence``, ``worker_id``, ``lease_expires_at``, ``started_at``, ``updated_at``,
-    ``completed_at``, ``expires_at``, ``pending_deps``.
+    ``completed_at``, ``expires_at``, ``pending_deps``, ``lost``, ``update_seq``.
     """
 
     id: str
@@ -70,25 +75,34 @@ class JobRecord(msgspec.Struct, kw_only=True):
     pending_deps: int = 0
     #: When a terminal job is deleted (completed_at + ttl), None: kept.
     expires_at: float | None = None
+    #: How many times its lease ran out (its worker died or stalled); past ``max_lost`` it fails.
+    lost: int = 0
+    #: Lease run-outs allowed before the job is FAILED (see ``_policy.lost_ends_job``).
+    max_lost: int = DEFAULT_MAX_LOST
+    #: The job's update sequence number: 1 when stored, +1 on every change of its state,
+    #: progress or message. Subscribers order and de-duplicate updates by it, never by time.
+    update_seq: int = 0
 
 
 class Outcome(msgspec.Struct, kw_only=True, frozen=True):
-    """How an attempt ended, reported by a worker (or by ``complete``/``fail`` on the queue).
+    """How an attempt ended, as decided by :mod:`jdobb_async_queue._policy`: the transition a
+    backend applies to a PROCESSING job whose fence matches.
 
-    ``fence`` is the claim's fence; ``None`` applies to whoever holds the job (the public
-    ``complete``/``fail`` calls). ``kind`` is ``"complete"``, ``"fail"`` (retried with backoff if
-    ``retry`` and retries are left) or ``"release"`` (hand the job back, due at once, the attempt
-    not counted).
+    ``fence`` is the claim's fence; ``None`` applies to whoever holds the job. ``kind``:
+
+    - ``"complete"``: COMPLETE with ``results``;
+    - ``"retry"``: PENDING again with ``error``, due ``delay`` seconds after the store's now;
+    - ``"fail"``: FAILED with ``error``;
+    - ``"release"``: PENDING, due at once, the attempt not counted (a hard stop handed it back).
     """
 
     job_id: str
-    kind: Literal["complete", "fail", "release"]
+    kind: Literal["complete", "retry", "fail", "release"]
     fence: int | None = None
     results: dict[str, Any] | None = None
     error: str | None = None
-    retry: bool = True
-    #: In ``[0, 1)``: how much of the backoff's jitter to add (see ``backends.base.backoff_delay``).
-    jitter: float = 0.0
+    #: For ``"retry"``: seconds from the store's now until the job is due again.
+    delay: float = 0.0
 
 
 class ProgressUpdate(msgspec.Struct, kw_only=True, frozen=True):
@@ -118,6 +132,11 @@ class UpdateRecord(msgspec.Struct, kw_only=True, frozen=True):
     error: str | None = None
     timestamp: float = 0.0
     data: dict[str, Any] | None = None
+    #: The job's ``update_seq`` when this state was stored. A custom update (``data`` set,
+    #: nothing stored) carries the sequence number of the state it was sent in.
+    update_seq: int = 0
+    #: The job is gone (purged, expired, deleted): the last update a subscriber gets.
+    gone: bool = False
 
 
 def utc(ts: float | None) -> datetime | None:
@@ -169,7 +188,13 @@ def record_update(r: JobRecord) -> UpdateRecord:
         results=r.results,
         error=r.error,
         timestamp=r.updated_at,
+        update_seq=r.update_seq,
     )
+
+
+def gone_update(job_id: str, timestamp: float) -> UpdateRecord:
+    """The update that tells subscribers ``job_id`` no longer exists."""
+    return UpdateRecord(job_id=job_id, status="cancelled", timestamp=timestamp, gone=True)
 
 
 def to_update(u: UpdateRecord) -> JobUpdate:

@@ -74,6 +74,7 @@ class EnqueueOptions(TypedDict, total=False):
     retry_delay: float
     timeout: float | None
     depends_on: Sequence[str] | None
+    max_lost: int
     #: A key, or a function of the task's arguments returning one.
     unique_key: str | Callable[..., str] | None
 

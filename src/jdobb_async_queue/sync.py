@@ -34,6 +34,7 @@ from ._errors import ConfigurationError
 from ._models import Job, JobPriority, JobStatus, QueueStats
 from ._queue import DEFAULT_LEASE
 from ._queue import JobQueue as AsyncJobQueue
+from ._records import DEFAULT_MAX_LOST
 from ._tasks import Task, make_task
 from .backends.base import QueueBackend
 
@@ -180,6 +181,7 @@ class JobQueue:
         timeout: float | None = None,
         depends_on: Sequence[str] | None = None,
         unique_key: str | None = None,
+        max_lost: int = DEFAULT_MAX_LOST,
     ) -> str:
         """Blocking :meth:`jdobb_async_queue.JobQueue.enqueue`."""
         return self._run(
@@ -197,6 +199,7 @@ class JobQueue:
             timeout=timeout,
             depends_on=depends_on,
             unique_key=unique_key,
+            max_lost=max_lost,
         )
 
     def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -240,7 +243,7 @@ class JobQueue:
         status: JobStatus | str | None = None,
         *,
         job_type: str | None = None,
-        limit: int = 100,
+        limit: int | None = 100,
         offset: int = 0,
     ) -> list[Job]:
         """Blocking :meth:`jdobb_async_queue.JobQueue.list_jobs`."""

@@ -17,6 +17,7 @@ import anyio
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .. import _policy
 from .._codec import is_json_scalar
 from .._context import HandlerFunc, JobContext
 from .._errors import JobQueueError
@@ -24,7 +25,6 @@ from .._models import JobOutcome, OutcomeStatus
 from .._queue import JobQueue, check_results
 from .._records import JobRecord, Outcome, to_job
 from .._tasks import TaskHandler
-from ..backends.base import new_jitter
 from .backoff import retrying
 from .reporter import SHIELD_LIMIT
 from .roster import Roster, RunningJob
@@ -73,7 +73,7 @@ class JobRunner:
         finally:
             self._roster.remove(entry)
         if self._hooks:
-            self._tell(record, _status_of(record, outcome), outcome, started)
+            self._tell(record, _policy.label(outcome), outcome, started)
         if outcome is not None:
             await self._report(outcome)
 
@@ -129,7 +129,7 @@ class JobRunner:
         if entry.scope.cancelled_caught:
             return _failure(record, f"timed out after {record.timeout:g}s")
         if checked:
-            return Outcome(job_id=record.id, kind="complete", fence=record.fence, results=results)
+            return _policy.complete(record, results)
         return _success(record, results)
 
     async def release(self, records: list[JobRecord]) -> None:
@@ -141,7 +141,7 @@ class JobRunner:
         """
         if not records:
             return
-        outcomes = [Outcome(job_id=r.id, kind="release", fence=r.fence) for r in records]
+        outcomes = [_policy.release(r) for r in records]
         with anyio.move_on_after(SHIELD_LIMIT, shield=True):
             await self._backend.finish_many(outcomes, now=self._queue.clock())
 
@@ -157,27 +157,16 @@ class JobRunner:
         return found
 
 
-def _status_of(record: JobRecord, outcome: Outcome | None) -> OutcomeStatus:
-    if outcome is None:
-        return "lost"
-    if outcome.kind == "complete":
-        return "complete"
-    # The backend's rule (QueueBackend.finish): retried while attempts <= max_retries.
-    return "retrying" if outcome.retry and record.attempts <= record.max_retries else "failed"
-
-
 def _success(record: JobRecord, results: object) -> Outcome:
     try:
         checked = check_results(results)
     except JobQueueError as exc:
         return _failure(record, f"handler returned an invalid result: {exc}")
-    return Outcome(job_id=record.id, kind="complete", fence=record.fence, results=checked)
+    return _policy.complete(record, checked)
 
 
 def _failure(record: JobRecord, error: str) -> Outcome:
-    return Outcome(
-        job_id=record.id, kind="fail", fence=record.fence, error=error, jitter=new_jitter()
-    )
+    return _policy.decide_failure(record, error)
 
 
 def _describe(exc: BaseException) -> str:

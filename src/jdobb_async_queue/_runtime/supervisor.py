@@ -153,7 +153,7 @@ async def _relay(
         if notice.kind == "jobs":
             _poke(wake)
         elif notice.job_id is not None:
-            roster.take_away(notice.job_id)
+            roster.take_away(notice.job_id, notice.fence)
 
 
 async def _keep_leases(

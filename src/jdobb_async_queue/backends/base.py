@@ -13,9 +13,21 @@ batch, because the built-in backends serve many requests in one transaction, Lua
 pipeline; the single forms (:meth:`finish`, :meth:`update_progress`, :meth:`renew`) are what a
 small backend implements, and the batch forms loop over them unless overridden.
 
-Time is passed in as ``now`` (float seconds since the epoch, from the queue's clock), never read
-by the backend, so a test clock (:class:`jdobb_async_queue.testing.MockClock`) drives every
-backend alike.
+Time comes from the store. Every call gets ``now`` (float seconds since the epoch, the
+caller's clock). Backends on one host (memory, SQLite) use it as their clock. A backend shared
+by many hosts with a clock of its own (Redis reads the server's ``TIME``) ignores it and reads
+its own, unless :attr:`QueueBackend.test_clock` is set (``JobQueue(clock=...)`` sets it): then
+``now`` drives everything, so a :class:`jdobb_async_queue.testing.MockClock` controls every
+backend alike. Durations (leases, retry delays) are passed as durations, never as times computed
+on the caller's clock, so hosts whose clocks disagree cannot reclaim a lease or run a retry early.
+
+Every stored change of a job (state, progress, message) bumps its ``update_seq``; updates carry
+it, and subscribers order and de-duplicate by it, never by timestamps.
+
+How an attempt ends is decided by :mod:`jdobb_async_queue._policy`; a backend applies the
+decided :class:`Outcome` and holds no copy of the retry rule. The one decision a backend takes
+itself is what happens to a job whose lease ran out (it notices, nobody reports it): it applies
+:func:`lost_ends_job` and :func:`lost_error` from the same module.
 
 Notifications are optional: :meth:`listen` (wake-ups for idle workers, cancellation of running
 jobs) and :meth:`subscribe` / :meth:`publish` (the Broadcaster). The defaults here fall back to
@@ -27,10 +39,9 @@ a custom backend can run that suite by adding itself to the ``backend`` fixture.
 
 from __future__ import annotations
 
-import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Literal
 
@@ -38,7 +49,16 @@ import anyio
 import msgspec
 
 from .._models import QueueStats
-from .._records import JobRecord, Lease, Outcome, ProgressUpdate, UpdateRecord, record_update
+from .._policy import MAX_BACKOFF, backoff_delay, dependency_error, lost_ends_job, lost_error
+from .._records import (
+    JobRecord,
+    Lease,
+    Outcome,
+    ProgressUpdate,
+    UpdateRecord,
+    gone_update,
+    record_update,
+)
 
 __all__ = [
     "MAX_BACKOFF",
@@ -46,46 +66,22 @@ __all__ = [
     "QueueBackend",
     "backoff_delay",
     "dependency_error",
+    "lost_ends_job",
+    "lost_error",
 ]
-
-#: Upper bound of a retry's backoff, in seconds, before jitter.
-MAX_BACKOFF = 3600.0
-#: A retry's backoff is stretched by up to this fraction, at random.
-BACKOFF_JITTER = 0.1
-
-
-def backoff_delay(retry_delay: float, attempt: int, jitter: float) -> float:
-    """Seconds until the retry of a failed attempt ``attempt`` (1-based).
-
-    ``min(retry_delay * 2**(attempt-1), MAX_BACKOFF) * (1 + BACKOFF_JITTER * jitter)``.
-
-    :param retry_delay: the job's base delay
-    :param attempt: the attempt that failed (1 for the first)
-    :param jitter: a number in ``[0, 1)`` chosen by the reporter, so backends stay deterministic
-    """
-    base = min(retry_delay * 2.0 ** max(attempt - 1, 0), MAX_BACKOFF)
-    return base * (1.0 + BACKOFF_JITTER * jitter)
-
-
-def new_jitter() -> float:
-    """A random jitter in ``[0, 1)`` for :class:`Outcome`.jitter (not for cryptography)."""
-    return random.random()
-
-
-def dependency_error(dep_id: str, dep_status: str) -> str:
-    """The error a job gets when its dependency ``dep_id`` ended FAILED or CANCELLED."""
-    return f"dependency {dep_id} {dep_status}"
-
 
 class Notice(msgspec.Struct, frozen=True):
     """Something a running worker should react to, from :meth:`QueueBackend.listen`.
 
     ``kind`` is ``"jobs"`` (jobs may have become claimable: wake up and claim) or ``"cancel"``
-    (``job_id`` was cancelled while PROCESSING: stop its handler).
+    (``job_id`` was cancelled while PROCESSING with claim ``fence``: stop its handler). A worker
+    stops only the attempt with that fence, so a late notice about an earlier attempt never
+    touches a later one; ``fence=None`` means whichever attempt runs.
     """
 
     kind: Literal["jobs", "cancel"]
     job_id: str | None = None
+    fence: int | None = None
 
 
 class QueueBackend(ABC):
@@ -93,6 +89,17 @@ class QueueBackend(ABC):
 
     #: Name used in messages and by ``JobQueue(backend=<name>)`` for the built-ins.
     name: str = "custom"
+
+    #: The test clock given to ``JobQueue(clock=...)``, or None. When set, every ``now``
+    #: argument drives the store; when None, a backend with a clock of its own (a server's)
+    #: reads that instead. Reads the backend does by itself (the default polling
+    #: :meth:`subscribe`) take their time from here, else from the wall clock.
+    test_clock: Callable[[], float] | None = None
+
+    def local_now(self) -> float:
+        """This process's idea of now: the test clock if one is set, else the wall clock."""
+        clock = self.test_clock
+        return time.time() if clock is None else clock()
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -139,12 +146,15 @@ class QueueBackend(ABC):
     async def finish(self, outcome: Outcome, *, now: float) -> bool:
         """Apply one :class:`Outcome` to a PROCESSING job whose fence matches (any, if None).
 
+        The outcome is already decided (:mod:`jdobb_async_queue._policy`); apply it:
+
         - ``complete``: COMPLETE, ``results``, ``progress = 1.0``, ``error = None`` (an earlier
           attempt's error is cleared), ``completed_at = now``.
-        - ``fail`` with ``retry`` and ``attempts <= max_retries``: PENDING again, ``error`` set,
-          ``execute_at = now + backoff_delay(retry_delay, attempts, outcome.jitter)``.
-        - ``fail`` otherwise: FAILED with ``error``, ``completed_at = now``.
-        - ``release``: PENDING, due at once, ``attempts -= 1`` (the attempt did not count).
+        - ``retry``: PENDING again, ``error`` set, ``execute_at = now + outcome.delay`` (``now``
+          of the store's clock).
+        - ``fail``: FAILED with ``error``, ``completed_at = now``.
+        - ``release``: PENDING, due at once, ``attempts -= 1`` (the attempt did not count), and
+          the attempt's ``progress``, ``message`` and ``started_at`` reset (0, None, None).
 
         Leaving PROCESSING clears ``worker_id`` and ``lease_expires_at``. Reaching a terminal
         state sets ``expires_at = now + ttl`` (when ttl is set), frees the unique key and, in the
@@ -210,10 +220,12 @@ class QueueBackend(ABC):
 
     @abstractmethod
     async def reclaim_expired(self, *, now: float) -> list[str]:
-        """Send every PROCESSING job whose lease expired (``lease_expires_at < now``) back to
-        PENDING, due at once (its attempt still counts), and wake workers.
+        """Take back every PROCESSING job whose lease expired (``lease_expires_at < now``):
+        ``lost += 1``; if :func:`lost_ends_job` (``lost > max_lost``) it ends FAILED with
+        :func:`lost_error` (as a terminal state, dependents settled as in :meth:`finish`), else
+        it goes back to PENDING, due at once (its attempt still counts). Wakes workers.
 
-        :return: the ids of the reclaimed jobs
+        :return: the ids of the jobs taken back (sent to PENDING or FAILED)
         """
 
     # -- reads ---------------------------------------------------------------------------------
@@ -279,8 +291,10 @@ class QueueBackend(ABC):
         """Open a stream of the updates of one job, for the Broadcaster.
 
         The stream must deliver every update published after the context is entered; it may
-        drop intermediate progress updates for a slow reader but never the terminal one. The
-        default polls :meth:`get` every half second and yields each change.
+        drop intermediate progress updates for a slow reader but never the terminal one. If the
+        job is deleted (purged, expired), it yields an update with ``gone=True`` and ends. The
+        default polls :meth:`get` every half second and yields each change (a new
+        ``update_seq``), or ``gone`` once the job no longer exists.
         """
         return _poll_updates(self, job_id)
 
@@ -319,8 +333,16 @@ async def _poll_updates(
     yield _PolledUpdates(backend, job_id)
 
 
+#: Seconds between two reads of a job by the default polling subscription.
+POLL_UPDATES_EVERY = 0.5
+
+
 class _PolledUpdates:
-    """Each change of a job, seen by reading it twice a second.
+    """Each change of a job (a new ``update_seq``), seen by reading it twice a second.
+
+    The first read is taken when iteration starts; the caller (the Broadcaster) took its own
+    snapshot after entering the context and skips what it already has by ``update_seq``. Once
+    the job is gone, one ``gone`` update, then the end.
 
     A plain async iterator, not an async generator: the Broadcaster stops reading at the final
     update, and an unfinished generator would be left for the garbage collector to close.
@@ -329,17 +351,23 @@ class _PolledUpdates:
     def __init__(self, backend: QueueBackend, job_id: str) -> None:
         self._backend = backend
         self._job_id = job_id
-        self._last: UpdateRecord | None = None
+        self._seen = -1
+        self._ended = False
 
     def __aiter__(self) -> _PolledUpdates:
         return self
 
     async def __anext__(self) -> UpdateRecord:
+        if self._ended:
+            raise StopAsyncIteration
         while True:
-            record = await self._backend.get(self._job_id, now=time.time())
-            if record is not None:
-                update = record_update(record)
-                if update != self._last:
-                    self._last = update
-                    return update
-            await anyio.sleep(0.5)
+            now = self._backend.local_now()
+            record = await self._backend.get(self._job_id, now=now)
+            if record is None:
+                self._ended = True
+                return gone_update(self._job_id, now)
+            if record.update_seq != self._seen:
+                self._seen = record.update_seq
+                return record_update(record)
+            await anyio.sleep(POLL_UPDATES_EVERY)
+
