@@ -20,6 +20,8 @@ from ._errors import JobFailed as JobFailed
 from ._errors import JobNotFoundError as JobNotFoundError
 from ._errors import JobQueueError as JobQueueError
 from ._errors import MissingDependencyError as MissingDependencyError
+from ._errors import PayloadTooLargeError as PayloadTooLargeError
+from ._errors import QueueClosedError as QueueClosedError
 from ._errors import SchemaVersionError as SchemaVersionError
 from ._errors import SerializationError as SerializationError
 from ._errors import UnknownDependencyError as UnknownDependencyError
@@ -43,6 +45,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailable",
+    "PayloadTooLargeError",
+    "QueueClosedError",
     "Broadcaster",
     "ConfigurationError",
     "DuplicateJobError",

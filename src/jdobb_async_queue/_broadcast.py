@@ -28,10 +28,16 @@ class Broadcaster:
         """Yield the job's updates until it is COMPLETE, FAILED or CANCELLED.
 
         The first update is the job's state when you subscribe; if that is already final, it is
-        the only one. A slow reader may miss intermediate progress updates (each subscriber has
-        a bounded buffer, so a worker never waits for it), never the final one.
+        the only one. Updates come in the order they were stored, each once: they are ordered
+        and de-duplicated by the job's update sequence number, never by timestamps, so clocks
+        that disagree between hosts cannot drop or repeat one. A slow reader may miss
+        intermediate progress updates (each subscriber has a bounded buffer, so a worker never
+        waits for it), never the final one.
 
-        :raises JobNotFoundError: if there is no job with this id (never was, purged, expired)
+        :raises JobNotFoundError: if there is no job with this id (never was, purged, expired),
+            and also *during* the iteration if the job is deleted while you follow it (purged,
+            expired, or gone from a Redis server that lost its data): the subscription ends
+            with this error rather than waiting forever
         """
         backend = self._queue.backend
         async with backend.subscribe(job_id) as updates:
@@ -41,10 +47,14 @@ class Broadcaster:
             yield to_update(record_update(record))
             if record.status in TERMINAL_STATUSES:
                 return
-            seen = record.updated_at
+            seen = record.update_seq
             async for update in updates:
-                if update.data is None and update.timestamp < seen:
-                    continue  # published before our snapshot, already reflected in it
+                if update.gone:
+                    raise JobNotFoundError(job_id)
+                if update.data is None:
+                    if update.update_seq <= seen:
+                        continue  # already reflected in what we yielded
+                    seen = update.update_seq
                 yield to_update(update)
                 if update.status in TERMINAL_STATUSES:
                     return
@@ -80,6 +90,7 @@ class Broadcaster:
                 message=record.message if message is None else message,
                 timestamp=now,
                 data=payload,
+                update_seq=record.update_seq,
             )
         )
         return True

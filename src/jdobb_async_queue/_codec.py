@@ -12,9 +12,13 @@ from typing import Any
 
 import msgspec
 
-from ._errors import SerializationError
+from ._errors import PayloadTooLargeError, SerializationError
 
-__all__ = ["CheckedJSON", "checked_copy", "dump_json", "is_json_scalar", "load_json"]
+__all__ = [
+    "CheckedJSON",
+    "checked_copy",
+    "checked_copy_within",
+    "dump_json", "is_json_scalar", "load_json"]
 
 
 class CheckedJSON(dict):  # type: ignore[type-arg]
@@ -51,6 +55,17 @@ def dump_json(value: Any, what: str) -> bytes:
 def checked_copy(value: Any, what: str) -> Any:
     """Return a deep copy of ``value`` made through JSON, after :func:`dump_json`'s check."""
     return _round_trip(value, what)[1]
+
+
+def checked_copy_within(value: Any, what: str, limit: int | None) -> Any:
+    """:func:`checked_copy`, refusing a value whose JSON is over ``limit`` bytes (None: any).
+
+    :raises PayloadTooLargeError: when it is
+    """
+    raw, copy = _round_trip(value, what)
+    if limit is not None and len(raw) > limit:
+        raise PayloadTooLargeError(what, len(raw), limit)
+    return copy
 
 
 def _round_trip(value: Any, what: str) -> tuple[bytes, Any]:

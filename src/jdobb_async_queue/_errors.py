@@ -19,6 +19,8 @@ __all__ = [
     "JobNotFoundError",
     "JobQueueError",
     "MissingDependencyError",
+    "PayloadTooLargeError",
+    "QueueClosedError",
     "SchemaVersionError",
     "SerializationError",
     "UnknownDependencyError",
@@ -123,6 +125,36 @@ class JobNotFoundError(JobQueueError, LookupError):
 
 class BackendUnavailable(JobQueueError, ConnectionError):
     """The backend's server or file cannot be used right now (connection refused, locked, ...)."""
+
+
+class QueueClosedError(JobQueueError):
+    """The queue (or its backend) was closed: no call goes through it any more.
+
+    Raised at once by every call after ``close()``; never retried as an outage, so a worker
+    whose queue is closed stops instead of waiting for the store to come back.
+
+    :param what: what was closed (names the backend)
+    """
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} is closed")
+        self.what = what
+
+
+class PayloadTooLargeError(InvalidJobError):
+    """A job's data, metadata or results encode to more bytes than the queue accepts
+    (``JobQueue(max_payload_bytes=...)``); nothing is stored.
+
+    :param what: which part (``"data"``, ``"metadata"``, ``"results"``)
+    :param size: its size in bytes, as JSON
+    :param limit: the queue's limit
+    """
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(f"{what} is {size} bytes as JSON, over the limit of {limit} bytes")
+        self.what = what
+        self.size = size
+        self.limit = limit
 
 
 class JobFailed(JobQueueError):

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from ._codec import checked_copy
+from ._codec import checked_copy_within
 from ._errors import InvalidJobError
 from ._models import JobPriority
 from ._records import DEFAULT_MAX_LOST, JobRecord
@@ -50,11 +50,13 @@ def build_record(
     *,
     now: float,
     default_ttl: int | None,
+    max_payload: int | None = None,
 ) -> JobRecord:
     """Check ``enqueue``'s arguments and return the record to store.
 
     :raises InvalidJobError: for a bad job type, priority, ttl, delay, retry or dependency option
     :raises SerializationError: when ``data`` or ``metadata`` is not JSON-compatible
+    :raises PayloadTooLargeError: when either is over ``max_payload`` bytes as JSON
     """
     unknown = set(options) - ENQUEUE_OPTIONS
     if unknown:
@@ -65,9 +67,9 @@ def build_record(
     return JobRecord(
         id=_job_id(options.get("job_id")),
         job_type=job_type,
-        data=_mapping(data, "data"),
+        data=_mapping(data, "data", max_payload),
         priority=_priority(options.get("priority", JobPriority.NORMAL)),
-        metadata=_mapping(options.get("metadata"), "metadata"),
+        metadata=_mapping(options.get("metadata"), "metadata", max_payload),
         created_at=now,
         updated_at=now,
         ttl=check_ttl(ttl),
@@ -104,12 +106,12 @@ def _job_id(job_id: object) -> str:
     return job_id
 
 
-def _mapping(value: object, what: str) -> dict[str, Any]:
+def _mapping(value: object, what: str, limit: int | None) -> dict[str, Any]:
     if value is None or (type(value) is dict and not value):
         return {}
     if type(value) is not dict and not isinstance(value, Mapping):
         raise InvalidJobError(f"{what} must be a dict, not {type(value).__name__}")
-    copied: dict[str, Any] = checked_copy(dict(value), what)
+    copied: dict[str, Any] = checked_copy_within(dict(value), what, limit)
     return copied
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from . import _policy
 from ._codec import CheckedJSON, checked_copy
-from ._errors import InvalidJobError
+from ._errors import ConfigurationError, InvalidJobError
 from ._jobspec import as_sequence, build_record, check_progress, check_ttl
 from ._models import TERMINAL_STATUSES, Job, JobPriority, JobStatus, QueueStats
 from ._records import DEFAULT_MAX_LOST, Outcome, ProgressUpdate, to_job
@@ -35,6 +35,9 @@ NO_LIMIT = 2**62
 #: Times ``fail`` reads a job again when a newer claim superseded the attempt it decided on.
 _FAIL_READS = 3
 
+#: Largest job payload by default, in bytes of JSON (``JobQueue(max_payload_bytes=...)``).
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+
 #: Seconds a claim holds its job before another worker may take it over (renewed while running).
 DEFAULT_LEASE = 30.0
 
@@ -50,7 +53,11 @@ class JobQueue:
     :param default_ttl: seconds a job is kept after it reaches a terminal state when ``enqueue``
         gives no ``ttl``; ``None`` keeps it until purged
     :param clock: returns the time in seconds since the epoch (tests pass a
-        :class:`~jdobb_async_queue.testing.MockClock`)
+        :class:`~jdobb_async_queue.testing.MockClock`); when given, it drives the store too,
+        even one with a clock of its own (Redis reads the server's ``TIME`` otherwise)
+    :param max_payload_bytes: largest ``data`` (and ``metadata``) a job may carry, in bytes of
+        JSON; a bigger one is refused with :class:`PayloadTooLargeError` and nothing is stored
+        (``None``: no limit)
     :raises ConfigurationError: for an unknown backend name or a URL it cannot take
     :raises MissingDependencyError: when the backend's extra is not installed
     """
@@ -63,8 +70,18 @@ class JobQueue:
         namespace: str = "default",
         default_ttl: int | None = None,
         clock: Callable[[], float] | None = None,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         check_ttl(default_ttl, "default_ttl")
+        if max_payload_bytes is not None and (
+            isinstance(max_payload_bytes, bool)
+            or not isinstance(max_payload_bytes, int)
+            or max_payload_bytes <= 0
+        ):
+            raise ConfigurationError(
+                f"max_payload_bytes must be an int > 0 or None, not {max_payload_bytes!r}"
+            )
+        self.max_payload_bytes = max_payload_bytes
         self._backend = open_backend(backend, url, namespace)
         self.namespace = namespace
         self.default_ttl = default_ttl
@@ -151,7 +168,14 @@ class JobQueue:
         if ttl is None:
             del options["ttl"]
         now = self.clock()
-        record = build_record(job_type, data, options, now=now, default_ttl=self.default_ttl)
+        record = build_record(
+            job_type,
+            data,
+            options,
+            now=now,
+            default_ttl=self.default_ttl,
+            max_payload=self.max_payload_bytes,
+        )
         (stored,) = await self._backend.enqueue_many([record], now=now)
         return stored
 
@@ -177,6 +201,7 @@ class JobQueue:
                     options,
                     now=now,
                     default_ttl=self.default_ttl,
+                    max_payload=self.max_payload_bytes,
                 )
             )
         if not records:

@@ -32,7 +32,7 @@ from anyio.from_thread import BlockingPortal
 
 from ._errors import ConfigurationError
 from ._models import Job, JobPriority, JobStatus, QueueStats
-from ._queue import DEFAULT_LEASE
+from ._queue import DEFAULT_LEASE, DEFAULT_MAX_PAYLOAD
 from ._queue import JobQueue as AsyncJobQueue
 from ._records import DEFAULT_MAX_LOST
 from ._tasks import Task, make_task
@@ -67,6 +67,7 @@ class JobQueue:
         namespace: str = "default",
         default_ttl: int | None = None,
         clock: Callable[[], float] | None = None,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD,
         loop: Literal["asyncio", "trio"] = "asyncio",
     ) -> None:
         if loop not in _LOOPS:
@@ -80,6 +81,7 @@ class JobQueue:
                 namespace=namespace,
                 default_ttl=default_ttl,
                 clock=clock,
+                max_payload_bytes=max_payload_bytes,
             )
             queue: AsyncJobQueue = thread.portal.call(_construct, make)
         except BaseException:

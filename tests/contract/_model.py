@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jdobb_async_queue.backends.base import dependency_error
+from jdobb_async_queue._policy import dependency_error, lost_error
+from jdobb_async_queue._records import DEFAULT_MAX_LOST
 
 __all__ = ["ModelJob", "Model", "UnknownDependency", "RANK", "BACKOFF_CAP"]
 
@@ -54,6 +55,9 @@ class ModelJob:
     status: str = PENDING
     attempts: int = 0
     fence: int = 0
+    #: Times its lease ran out; past ``max_lost`` the job is FAILED.
+    lost: int = 0
+    max_lost: int = DEFAULT_MAX_LOST
     #: Every error message the backend may hold (one, unless a cascade leaves a choice).
     errors: frozenset[str | None] = frozenset({None})
     progress: float = 0.0
@@ -269,6 +273,7 @@ class Model:
         if job is None:
             return False
         job.attempts -= 1
+        job.progress, job.message, job.started_at = 0.0, None, None
         self._requeue(job)
         return True
 
@@ -288,7 +293,12 @@ class Model:
             and j.lease_expires_at < self.now
         ]
         for job in expired:
-            self._requeue(job)
+            job.lost += 1
+            if job.lost > job.max_lost:
+                job.errors = frozenset({lost_error(job.lost)})
+                self._end(job, FAILED)
+            else:
+                self._requeue(job)
         return {j.id for j in expired}
 
     def cancel(self, job_id: str, reason: str | None) -> bool:
@@ -306,7 +316,7 @@ class Model:
         if self.holder(job.unique_key) not in (None, job.id):
             return False
         job.status = PENDING
-        job.attempts = 0
+        job.attempts = job.lost = 0
         job.errors = frozenset({None})
         job.progress = 0.0
         job.message = None

@@ -191,7 +191,7 @@ async def test_stale_reports_are_refused_while_another_claim_holds_the_job(
 
     for outcome in (
         Outcome(job_id=job_id, kind="complete", fence=old, results={"late": True}),
-        Outcome(job_id=job_id, kind="fail", fence=old, error="late", retry=False),
+        Outcome(job_id=job_id, kind="fail", fence=old, error="late"),
         Outcome(job_id=job_id, kind="release", fence=old),
     ):
         assert await timed.backend.finish(outcome, now=clock()) is False

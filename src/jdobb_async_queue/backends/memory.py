@@ -16,13 +16,22 @@ from typing import Any
 
 import msgspec
 
-from .._errors import DuplicateJobError, UnknownDependencyError
+from .._errors import DuplicateJobError, QueueClosedError, UnknownDependencyError
 from .._models import JobStatus, QueueStats
-from .._records import PRIORITY_RANK, JobRecord, Lease, Outcome, ProgressUpdate, UpdateRecord
+from .._policy import dependency_error, lost_ends_job, lost_error
+from .._records import (
+    PRIORITY_RANK,
+    JobRecord,
+    Lease,
+    Outcome,
+    ProgressUpdate,
+    UpdateRecord,
+    gone_update,
+)
 from .._records import record_update as _update_of
 from .._states import Event, transition
 from ._hub import LocalHub
-from .base import Notice, QueueBackend, backoff_delay, dependency_error
+from .base import Notice, QueueBackend
 
 __all__ = ["MemoryBackend"]
 
@@ -50,6 +59,14 @@ class MemoryBackend(QueueBackend):
         self._by_status: dict[str, dict[str, None]] = {s: {} for s in (*_LIVE, *_TERMINAL)}
         self._where_count: Counter[str] = Counter()
         self._hub = LocalHub()
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise QueueClosedError("the memory backend")
+
+    async def aclose(self) -> None:
+        self._closed = True
 
     # -- bookkeeping ------------------------------------------------------------------------
 
@@ -57,10 +74,12 @@ class MemoryBackend(QueueBackend):
         del self._by_status[r.status][r.id]
         r.status = status
         r.updated_at = now
+        r.update_seq += 1
         self._by_status[status][r.id] = None
 
     def _touch(self, r: JobRecord, now: float) -> None:
         r.updated_at = now
+        r.update_seq += 1
         index = self._by_status[r.status]
         del index[r.id]
         index[r.id] = None
@@ -108,6 +127,8 @@ class MemoryBackend(QueueBackend):
         del self._jobs[r.id]
         del self._order[r.id]
         del self._by_status[r.status][r.id]
+        if self._hub.watches(r.id):
+            self._hub.publish(gone_update(r.id, now))
         for dep_id in self._dependents.pop(r.id, {}):
             d = self._jobs[dep_id]  # an edge lasts only while its job waits
             d.error = dependency_error(r.id, "deleted")
@@ -167,6 +188,7 @@ class MemoryBackend(QueueBackend):
     # -- writes ------------------------------------------------------------------------------
 
     async def enqueue_many(self, records: Sequence[JobRecord], *, now: float) -> list[str]:
+        self._check_open()
         self._expire(now)
         ids, fresh, alias = self._admit(records, now)
         for r in fresh:
@@ -253,6 +275,7 @@ class MemoryBackend(QueueBackend):
         lease: float,
         now: float,
     ) -> list[JobRecord]:
+        self._check_open()
         self._promote(now)
         types = list(self._ready) if job_types is None else job_types  # []: no type at all
         heaps = [self._ready[t] for t in types if t in self._ready]
@@ -287,23 +310,25 @@ class MemoryBackend(QueueBackend):
         return r
 
     async def finish(self, outcome: Outcome, *, now: float) -> bool:
+        self._check_open()
         r = self._held(outcome.job_id, outcome.fence)
         if r is None:
             return False
         woken: list[str] = []
-        if outcome.kind == "complete":
+        kind = outcome.kind
+        if kind == "complete":
             r.results = outcome.results
             r.progress = 1.0
             r.error = None
             woken = self._end(r, "complete", now)
-        elif outcome.kind == "release":
+        elif kind == "release":
             r.attempts -= 1
+            r.progress, r.message, r.started_at = 0.0, None, None
             self._requeue(r, None, now)
             woken = [r.id]
-        elif outcome.retry and r.attempts <= r.max_retries:
+        elif kind == "retry":
             r.error = outcome.error
-            delay = backoff_delay(r.retry_delay, r.attempts, outcome.jitter)
-            self._requeue(r, now + delay, now)
+            self._requeue(r, now + outcome.delay, now)
             woken = [r.id]  # the claimer must learn the new due time
         else:
             r.error = outcome.error
@@ -321,19 +346,22 @@ class MemoryBackend(QueueBackend):
         self._emit(r)
 
     async def cancel(self, job_id: str, reason: str | None, *, now: float) -> bool:
+        self._check_open()
         r = self._alive(job_id, now)
         if r is None or transition_refused(r.status, Event.CANCEL):
             return False
         was_processing = r.status == "processing"
+        fence = r.fence
         r.error = reason
         woken = self._end(r, "cancelled", now)
         if was_processing:
-            self._hub.notify(Notice("cancel", job_id))
+            self._hub.notify(Notice("cancel", job_id, fence))
         if woken:
             self._wake()
         return True
 
     async def retry(self, job_id: str, *, delay: float, now: float) -> bool:
+        self._check_open()
         self._expire(now)  # an expired dependency is gone, not FAILED: it counts as met
         r = self._alive(job_id, now)
         if r is None or transition_refused(r.status, Event.RETRY):
@@ -343,7 +371,7 @@ class MemoryBackend(QueueBackend):
             return False
         if key is not None:
             self._unique[key] = job_id
-        r.attempts = 0
+        r.attempts = r.lost = 0
         r.error = r.message = r.results = None
         r.progress = 0.0
         r.completed_at = r.expires_at = None
@@ -356,6 +384,7 @@ class MemoryBackend(QueueBackend):
         return True
 
     async def update_progress(self, update: ProgressUpdate, *, now: float) -> bool:
+        self._check_open()
         r = self._held(update.job_id, update.fence)
         if r is None:
             return False
@@ -368,6 +397,7 @@ class MemoryBackend(QueueBackend):
         return True
 
     async def renew(self, lease: Lease, *, duration: float, now: float) -> bool:
+        self._check_open()
         r = self._held(lease.job_id, lease.fence)
         if r is None:
             return False
@@ -376,6 +406,7 @@ class MemoryBackend(QueueBackend):
         return True
 
     async def reclaim_expired(self, *, now: float) -> list[str]:
+        self._check_open()
         self._expire(now)  # housekeeping on every worker's lease check
         reclaimed: list[str] = []
         heap = self._leases
@@ -383,7 +414,12 @@ class MemoryBackend(QueueBackend):
             expires, job_id, fence = heapq.heappop(heap)
             r = self._held(job_id, fence)
             if r is not None and r.lease_expires_at == expires:
-                self._requeue(r, None, now)
+                r.lost += 1
+                if lost_ends_job(r.lost, r.max_lost):
+                    r.error = lost_error(r.lost)
+                    self._end(r, "failed", now)
+                else:
+                    self._requeue(r, None, now)
                 reclaimed.append(job_id)
         if reclaimed:
             self._wake()
@@ -392,6 +428,7 @@ class MemoryBackend(QueueBackend):
     # -- reads -------------------------------------------------------------------------------
 
     async def get(self, job_id: str, *, now: float) -> JobRecord | None:
+        self._check_open()
         r = self._alive(job_id, now)
         return None if r is None else _copy(r)
 
@@ -404,6 +441,7 @@ class MemoryBackend(QueueBackend):
         offset: int,
         now: float,
     ) -> list[JobRecord]:
+        self._check_open()
         self._expire(now)
         self._promote(now)
         if status == "pending":
@@ -425,6 +463,7 @@ class MemoryBackend(QueueBackend):
         return (group, due, PRIORITY_RANK[r.priority], self._order[job_id])
 
     async def stats(self, *, now: float) -> QueueStats:
+        self._check_open()
         self._expire(now)
         self._promote(now)
         counts = {s: len(ids) for s, ids in self._by_status.items()}
@@ -442,6 +481,7 @@ class MemoryBackend(QueueBackend):
         job_type: str | None,
         now: float,
     ) -> int:
+        self._check_open()
         # The jobs that had ended when the purge began: not those its expiry step cancels.
         ended = [i for s in statuses for i in self._by_status[s]]
         self._expire(now)
@@ -457,6 +497,7 @@ class MemoryBackend(QueueBackend):
         return len(doomed)
 
     async def next_due(self, job_types: Sequence[str] | None, *, now: float) -> float | None:
+        self._check_open()
         # The earliest of every type: waking early for another type's job is harmless.
         self._promote(now)
         heap = self._scheduled
@@ -477,6 +518,7 @@ class MemoryBackend(QueueBackend):
         return self._hub.subscribe(job_id)
 
     async def publish(self, update: UpdateRecord) -> None:
+        self._check_open()
         self._hub.publish(update)
 
 
