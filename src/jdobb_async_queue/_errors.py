@@ -7,7 +7,11 @@ not JSON), conflict (duplicate id, unknown dependency), lookup (unknown job), ba
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 __all__ = [
     "BackendUnavailable",
@@ -24,6 +28,7 @@ __all__ = [
     "SchemaVersionError",
     "SerializationError",
     "UnknownDependencyError",
+    "exception_leaves",
 ]
 
 
@@ -181,3 +186,14 @@ class JobCancelled(JobQueueError):
         self.job_id = job_id
         self.error = error
         super().__init__(f"job {job_id} was cancelled: {error}")
+
+
+def exception_leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions in ``group`` and its nested groups, depth first."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found.extend(exception_leaves(exc))
+        else:
+            found.append(exc)
+    return found

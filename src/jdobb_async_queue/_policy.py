@@ -82,9 +82,7 @@ def decide_failure(
     if retry and record.attempts <= record.max_retries:
         share = random.random() if jitter is None else jitter
         delay = backoff_delay(record.retry_delay, record.attempts, share)
-        return Outcome(
-            job_id=record.id, kind="retry", fence=record.fence, error=error, delay=delay
-        )
+        return Outcome(job_id=record.id, kind="retry", fence=record.fence, error=error, delay=delay)
     return Outcome(job_id=record.id, kind="fail", fence=record.fence, error=error)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -14,11 +15,23 @@ import anyio
 import anyio.lowlevel
 from typing_extensions import Unpack
 
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
 from ._codec import checked_copy
 from ._context import HandlerFunc, is_async_callable
-from ._errors import ConfigurationError, MissingDependencyError
+from ._errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    MissingDependencyError,
+    QueueClosedError,
+    exception_leaves,
+)
 from ._jobspec import as_sequence, build_record
 from ._queue import DEFAULT_LEASE, JobQueue
+from ._records import JobRecord
+from ._runtime import backoff
+from ._runtime.backoff import retrying
 from ._runtime.handler import JobRunner, OutcomeHook
 from ._runtime.periodic import Schedule, load_croniter
 from ._runtime.reporter import store_outcome
@@ -295,6 +308,11 @@ class Worker:
 
         :raises ConfigurationError: if a job type has no handler, or the worker has none
         :raises RuntimeError: if the worker is already running
+        :raises QueueClosedError: when its queue is closed while it runs (it stops at once;
+            jobs it held come back when their leases run out)
+        :raises BackendUnavailable: in a burst, when the store stays unreachable longer than
+            the burst rides out (``BURST_OUTAGE_LIMIT`` seconds); a worker that is not in a burst
+            rides out any outage
         """
         if self.is_running:
             raise RuntimeError("this worker is already running")
@@ -313,6 +331,13 @@ class Worker:
         self._stop, self._done = anyio.Event(), anyio.Event()
         try:
             await supervise(self.queue, handlers, settings, self._stop)
+        except BaseExceptionGroup as group:
+            # The store went away under the crew (closed, or an outage a burst gave up on):
+            # one plain error, as the docs say, rather than the task groups' nesting.
+            leaves = exception_leaves(group)
+            if not all(isinstance(leaf, (QueueClosedError, BackendUnavailable)) for leaf in leaves):
+                raise
+            raise leaves[0] from None
         finally:
             self._done.set()
 
@@ -337,11 +362,19 @@ class Worker:
         longer than ``lease`` may be recovered by another worker).
 
         :return: ``False`` when no job was due
+        :raises BackendUnavailable: when the store stays unreachable for longer than
+            ``BURST_OUTAGE_LIMIT`` seconds (claiming) or the outcome cannot be stored; a job it
+            claimed comes back when its lease runs out
+        :raises QueueClosedError: when the queue is closed
         """
         handlers, types = self._resolve()
-        claimed = await self.queue.backend.claim_pending_job(
-            types, limit=1, worker_id=self.worker_id, lease=self.lease, now=self.queue.clock()
-        )
+
+        async def claim() -> list[JobRecord]:
+            return await self.queue.backend.claim_pending_job(
+                types, limit=1, worker_id=self.worker_id, lease=self.lease, now=self.queue.clock()
+            )
+
+        claimed = await retrying(claim, "claiming a job", give_up_after=backoff.BURST_OUTAGE_LIMIT)
         if not claimed:
             return False
         report = partial(store_outcome, self.queue)

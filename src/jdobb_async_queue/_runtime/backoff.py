@@ -16,7 +16,7 @@ import anyio
 
 from .._errors import BackendUnavailable
 
-__all__ = ["logger", "retrying"]
+__all__ = ["BURST_OUTAGE_LIMIT", "logger", "retrying"]
 
 logger = logging.getLogger("jdobb_async_queue.worker")
 
@@ -24,6 +24,9 @@ T = TypeVar("T")
 
 FIRST_DELAY = 0.05
 MAX_DELAY = 2.0
+#: Seconds a burst (``Worker.run(burst=True)``) or ``Worker.process_one()`` rides out an outage
+#: before it raises :class:`BackendUnavailable`; a worker that is not in a burst never gives up.
+BURST_OUTAGE_LIMIT = 30.0
 
 
 async def retrying(

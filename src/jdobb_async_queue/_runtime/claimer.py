@@ -17,6 +17,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._records import JobRecord
 from ..backends.base import QueueBackend
+from . import backoff
 from .backoff import retrying
 
 __all__ = ["Claimer"]
@@ -49,6 +50,8 @@ class Claimer:
         self._poll_interval = poll_interval
         self._burst = burst
         self._capacity = capacity
+        # A burst rides out an outage for a while, then gives up: it must end, not wait forever.
+        self._give_up_after = None if burst is None else backoff.BURST_OUTAGE_LIMIT
         self.scope = anyio.CancelScope()
 
     async def run(
@@ -99,7 +102,9 @@ class Claimer:
             worker_id=self._worker_id,
             lease=self._lease,
         )
-        claimed = await retrying(lambda: self._shielded(claim), "claiming jobs")
+        claimed = await retrying(
+            lambda: self._shielded(claim), "claiming jobs", give_up_after=self._give_up_after
+        )
         for record in claimed:
             jobs.send_nowait(record)  # never blocks: one buffer slot per handler
         return len(claimed)
@@ -114,7 +119,9 @@ class Claimer:
     async def _sleep(self, wake: MemoryObjectReceiveStream[None]) -> None:
         now = self._clock()
         due = await retrying(
-            partial(self._backend.next_due, self._job_types, now=now), "looking for due jobs"
+            partial(self._backend.next_due, self._job_types, now=now),
+            "looking for due jobs",
+            give_up_after=self._give_up_after,
         )
         timeout = self._poll_interval if due is None else min(self._poll_interval, due - now)
         # A floor of 1 ms: a backend reporting a due time in the past must not make us spin.

@@ -105,12 +105,18 @@ async def hand_over(outcomes: MemoryObjectSendStream[Outcome], outcome: Outcome)
 
 
 async def store_outcome(queue: JobQueue, outcome: Outcome) -> None:
-    """Store ``outcome`` at once (burst mode and ``process_one``), riding out an outage."""
+    """Store ``outcome`` at once (burst mode and ``process_one``), riding out an outage.
+
+    :raises BackendUnavailable: when the store stayed unreachable for ``SHIELD_LIMIT`` seconds
+        (the job's lease then brings it back: nothing is lost)
+    """
 
     async def attempt() -> bool:
         return await queue.backend.finish(outcome, now=queue.clock())
 
     # Shielded, within a bound: the caller may be cancelled, and the outcome (or the hand-back)
     # must land unless the backend stays unreachable; then the lease brings the job back.
-    with anyio.move_on_after(SHIELD_LIMIT, shield=True):
+    with anyio.move_on_after(SHIELD_LIMIT, shield=True) as waited:
         await retrying(attempt, "storing a job outcome", give_up_after=SHIELD_LIMIT)
+    if waited.cancelled_caught:
+        raise BackendUnavailable(f"storing the outcome of {outcome.job_id} timed out")

@@ -70,6 +70,7 @@ __all__ = [
     "lost_error",
 ]
 
+
 class Notice(msgspec.Struct, frozen=True):
     """Something a running worker should react to, from :meth:`QueueBackend.listen`.
 
@@ -370,4 +371,3 @@ class _PolledUpdates:
                 self._seen = record.update_seq
                 return record_update(record)
             await anyio.sleep(POLL_UPDATES_EVERY)
-
