@@ -11,15 +11,17 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from . import _policy
 from ._codec import CheckedJSON, checked_copy
+from ._context import is_async_callable
 from ._errors import ConfigurationError, InvalidJobError
 from ._jobspec import as_sequence, build_record, check_progress, check_ttl
 from ._models import TERMINAL_STATUSES, Job, JobPriority, JobStatus, QueueStats
-from ._records import DEFAULT_MAX_LOST, Outcome, ProgressUpdate, to_job
+from ._records import DEFAULT_MAX_LOST, JobRecord, Outcome, ProgressUpdate, to_job
 from .backends import QueueBackend, open_backend
 
 if TYPE_CHECKING:
@@ -28,7 +30,12 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-__all__ = ["DEFAULT_LEASE", "JobQueue"]
+__all__ = ["DEFAULT_LEASE", "EnqueueMiddleware", "JobQueue"]
+
+#: A ``JobQueue.middleware``: ``await middleware(records, call_next)`` stores them (or not).
+EnqueueMiddleware = Callable[
+    [list[JobRecord], Callable[[], Awaitable[list[str]]]], Awaitable[list[str]]
+]
 
 #: ``list_jobs(limit=None)`` asks the backend for this many: more than any store holds.
 NO_LIMIT = 2**62
@@ -91,6 +98,7 @@ class JobQueue:
             self._backend.test_clock = clock
         self._closed = False
         self._tasks: TaskRegistry | None = None
+        self._middleware: list[EnqueueMiddleware] = []
 
     @property
     def backend(self) -> QueueBackend:
@@ -176,7 +184,7 @@ class JobQueue:
             default_ttl=self.default_ttl,
             max_payload=self.max_payload_bytes,
         )
-        (stored,) = await self._backend.enqueue_many([record], now=now)
+        (stored,) = await self._store([record], now)
         return stored
 
     async def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -206,7 +214,34 @@ class JobQueue:
             )
         if not records:
             return []
-        return await self._backend.enqueue_many(records, now=now)
+        return await self._store(records, now)
+
+    def middleware(self, middleware: EnqueueMiddleware) -> EnqueueMiddleware:
+        """Register ``async middleware(records, call_next)`` around every enqueue of this
+        queue (usable as a decorator): ``records`` are the jobs about to be stored (their
+        ``metadata`` may still be changed), ``await call_next()`` stores them and returns their
+        ids, which the middleware returns in turn. Tracing (:mod:`jdobb_async_queue.tracing`)
+        is one. The first registered runs outermost.
+
+        :raises ConfigurationError: if ``middleware`` is not an async function
+        """
+        if not is_async_callable(middleware):
+            raise ConfigurationError(
+                f"middleware must be an async function (records, call_next), not {middleware!r}"
+            )
+        self._middleware.append(middleware)
+        return middleware
+
+    async def _store(self, records: list[JobRecord], now: float) -> list[str]:
+        if not self._middleware:
+            return await self._backend.enqueue_many(records, now=now)
+
+        async def call(index: int) -> list[str]:
+            if index == len(self._middleware):
+                return await self._backend.enqueue_many(records, now=now)
+            return await self._middleware[index](records, partial(call, index + 1))
+
+        return await call(0)
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from ._queue import DEFAULT_LEASE, JobQueue
 from ._records import JobRecord
 from ._runtime import backoff
 from ._runtime.backoff import retrying
-from ._runtime.handler import JobRunner, OutcomeHook
+from ._runtime.handler import JobRunner, Middleware, OutcomeHook
 from ._runtime.periodic import Schedule, load_croniter
 from ._runtime.reporter import store_outcome
 from ._runtime.roster import Roster
@@ -52,6 +52,7 @@ _SCHEDULE_SETS = frozenset({"job_id", "delay", "execute_at", "depends_on"})
 
 H = TypeVar("H", bound=HandlerFunc)
 C = TypeVar("C", bound=OutcomeHook)
+M = TypeVar("M", bound=Middleware)
 
 
 class Worker:
@@ -99,6 +100,7 @@ class Worker:
         self.worker_id = worker_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._handlers: dict[str, HandlerFunc] = {}
         self._hooks: list[OutcomeHook] = []
+        self._middleware: list[Middleware] = []
         self._schedules: dict[str, Schedule] = {}
         self._stop: anyio.Event | None = None
         self._done: anyio.Event | None = None
@@ -148,6 +150,23 @@ class Worker:
             )
         self._hooks.append(callback)
         return callback
+
+    def middleware(self, middleware: M) -> M:
+        """Register ``async middleware(ctx, call_next)`` around every attempt this worker runs
+        (usable as a decorator): ``await call_next()`` runs the handler (or the next
+        middleware) and returns its result, which the middleware returns in turn. Tracing
+        (:mod:`jdobb_async_queue.tracing`) is one. The first registered runs outermost; an
+        exception it raises fails the attempt as the handler's would. Takes effect at the next
+        :meth:`run` or :meth:`process_one`.
+
+        :raises ConfigurationError: if ``middleware`` is not an async function
+        """
+        if not is_async_callable(middleware):
+            raise ConfigurationError(
+                f"middleware must be an async function (ctx, call_next), not {middleware!r}"
+            )
+        self._middleware.append(middleware)
+        return middleware
 
     def every(
         self,
@@ -300,6 +319,11 @@ class Worker:
         """Whether ``run()`` is in progress."""
         return self._done is not None and not self._done.is_set()
 
+    @property
+    def is_claiming(self) -> bool:
+        """Whether ``run()`` is in progress and not stopping (what a health probe wants)."""
+        return self.is_running and self._stop is not None and not self._stop.is_set()
+
     async def run(self, *, burst: bool = False) -> None:
         """Process jobs until :meth:`stop` is called.
 
@@ -326,6 +350,7 @@ class Worker:
             drain_timeout=self.drain_timeout,
             burst=burst,
             hooks=tuple(self._hooks),
+            middleware=tuple(self._middleware),
             schedules=tuple(self._schedules.values()),
         )
         self._stop, self._done = anyio.Event(), anyio.Event()
@@ -344,7 +369,7 @@ class Worker:
     async def stop(self) -> None:
         """Stop claiming, let running jobs finish (up to ``drain_timeout``), and wait for
         :meth:`run` to return. Does nothing if the worker is not running."""
-        # Two checkpoints first, so a run() that was just started as a task (the reference's
+        # Two checkpoints first, so a run() that was just started as a task (the usual
         # ``create_task(worker.run())`` followed by ``stop()``) has begun and can be stopped:
         # asyncio runs the new task at the next one; trio runs it in the next batch, in random
         # order with us, so it has certainly begun by the second.
@@ -378,7 +403,7 @@ class Worker:
         if not claimed:
             return False
         report = partial(store_outcome, self.queue)
-        runner = JobRunner(self.queue, handlers, Roster(), report, self._hooks)
+        runner = JobRunner(self.queue, handlers, Roster(), report, self._hooks, self._middleware)
         await runner.execute(claimed[0])
         return True
 

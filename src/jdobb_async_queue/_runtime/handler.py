@@ -29,10 +29,12 @@ from .backoff import retrying
 from .reporter import SHIELD_LIMIT
 from .roster import Roster, RunningJob
 
-__all__ = ["JobRunner", "OutcomeHook", "run_handler"]
+__all__ = ["JobRunner", "Middleware", "OutcomeHook", "run_handler"]
 
 #: A ``Worker.on_outcome`` callback.
 OutcomeHook = Callable[[JobOutcome], None]
+#: A ``Worker.middleware``: ``await middleware(ctx, call_next)`` runs the attempt (or not).
+Middleware = Callable[[JobContext, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
 logger = logging.getLogger("jdobb_async_queue.worker")
 
@@ -49,7 +51,9 @@ class JobRunner:
         roster: Roster,
         report: Callable[[Outcome], Awaitable[None]],
         hooks: Sequence[OutcomeHook] = (),
+        middleware: Sequence[Middleware] = (),
     ) -> None:
+        self._middleware = tuple(middleware)
         self._queue = queue
         self._backend = queue.backend
         self._handlers = handlers
@@ -100,12 +104,15 @@ class JobRunner:
             return _failure(record, f"no handler registered for job type {record.job_type!r}")
         ctx = JobContext(self._queue, record, await self._dependency_results(record))
         checked = False  # results known to be JSON already
+        results: Any
         token = ctx._enter()
         try:
             with entry.scope:
                 if record.timeout is not None:
                     entry.scope.deadline = anyio.current_time() + record.timeout
-                if type(handler) is TaskHandler and handler.is_async:
+                if self._middleware:
+                    results = await self._through_middleware(ctx, handler)
+                elif type(handler) is TaskHandler and handler.is_async:
                     # An async task, run here rather than through its wrapper's coroutine.
                     data = record.data
                     args, kwargs = handler.arguments(data) if data else _NO_ARGUMENTS
@@ -117,7 +124,7 @@ class JobRunner:
                     # A plain dict of a scalar is not even GC-tracked (unlike CheckedJSON), so
                     # results kept by a store cost the collector nothing.
                     checked = value is None or is_json_scalar(value)
-                    results: Any = {"result": value}
+                    results = {"result": value}
                 else:
                     results = await handler(ctx)
         except Exception as exc:
@@ -131,6 +138,16 @@ class JobRunner:
         if checked:
             return _policy.complete(record, results)
         return _success(record, results)
+
+    async def _through_middleware(self, ctx: JobContext, handler: HandlerFunc) -> Any:
+        """Run ``handler`` inside the middleware, the first registered outermost."""
+
+        async def call(index: int) -> Any:
+            if index == len(self._middleware):
+                return await handler(ctx)
+            return await self._middleware[index](ctx, partial(call, index + 1))
+
+        return await call(0)
 
     async def release(self, records: list[JobRecord]) -> None:
         """Hand claimed jobs back (PENDING, due at once), while being cancelled.

@@ -25,7 +25,7 @@ from .._records import JobRecord, Outcome
 from ..backends.base import Notice, QueueBackend
 from .backoff import FIRST_DELAY, MAX_DELAY, logger
 from .claimer import Claimer
-from .handler import JobRunner, OutcomeHook, run_handler
+from .handler import JobRunner, Middleware, OutcomeHook, run_handler
 from .periodic import Schedule, keep_schedules
 from .reporter import hand_over, run_reporter, store_outcome
 from .roster import Roster
@@ -46,6 +46,8 @@ class CrewSettings:
     burst: bool = False
     #: ``Worker.on_outcome`` callbacks.
     hooks: tuple[OutcomeHook, ...] = ()
+    #: ``Worker.middleware`` around each attempt.
+    middleware: tuple[Middleware, ...] = ()
     #: ``Worker.every`` schedules (not kept in a burst).
     schedules: tuple[Schedule, ...] = ()
 
@@ -75,7 +77,9 @@ async def supervise(
                     # Outcomes stored before the handler asks for more work, so the claimer
                     # never ends a burst while a finished job's dependents are still unseen.
                     report = partial(store_outcome, queue)
-                runner = JobRunner(queue, handlers, roster, report, settings.hooks)
+                runner = JobRunner(
+                    queue, handlers, roster, report, settings.hooks, settings.middleware
+                )
                 claimer = await _start_crew(crew, queue, runner, settings, wake_rx, stop)
                 task_status.started()
                 await stop.wait()
