@@ -32,6 +32,7 @@ from ._models import JobPriority as JobPriority
 from ._models import JobStatus as JobStatus
 from ._models import JobUpdate as JobUpdate
 from ._models import QueueStats as QueueStats
+from ._models import WorkerInfo as WorkerInfo
 from ._queue import JobQueue as JobQueue
 from ._tasks import Task as Task
 from ._tasks import TaskArgumentError as TaskArgumentError
@@ -74,6 +75,7 @@ __all__ = [
     "TaskResult",
     "UnknownDependencyError",
     "Worker",
+    "WorkerInfo",
     "Workflow",
     "WorkflowStep",
     "current_job",

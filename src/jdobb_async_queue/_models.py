@@ -14,7 +14,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Job", "JobPriority", "JobStatus", "JobUpdate", "QueueStats", "PRIORITY_WEIGHTS"]
+__all__ = [
+    "Job",
+    "JobPriority",
+    "JobStatus",
+    "JobUpdate",
+    "QueueStats",
+    "PRIORITY_WEIGHTS",
+    "WorkerInfo",
+]
 
 
 class JobStatus(str, Enum):
@@ -49,7 +57,7 @@ class JobPriority(str, Enum):
         return PRIORITY_WEIGHTS[self]
 
 
-#: The weight of each priority, as the reference documents them.
+#: The weight of each priority (higher is claimed first).
 PRIORITY_WEIGHTS: dict[JobPriority, int] = {
     JobPriority.LOW: 1,
     JobPriority.NORMAL: 5,
@@ -60,8 +68,8 @@ PRIORITY_WEIGHTS: dict[JobPriority, int] = {
 class Job(BaseModel):
     """A job as stored by the queue.
 
-    The first fourteen fields are the reference's; the rest are what scheduling, retries, leases
-    and dependencies need. Datetimes are timezone-aware UTC.
+    The first fourteen fields describe the job and its outcome; the rest are what scheduling,
+    retries, leases and dependencies need. Datetimes are timezone-aware UTC.
     """
 
     model_config = ConfigDict(frozen=False)
@@ -174,3 +182,28 @@ class JobOutcome:
     results: dict[str, Any] | None
     #: Seconds the attempt ran, on this worker's monotonic clock.
     duration: float
+
+
+class WorkerInfo(BaseModel):
+    """A live worker, from the store's registry (``await queue.workers()``).
+
+    Every running :class:`~jdobb_async_queue.Worker` registers itself when ``run()`` starts,
+    refreshes its entry every few seconds and removes it when it stops; one that died drops out
+    ``WORKER_TTL`` seconds (30) after its last heartbeat.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    #: ``Worker.worker_id``.
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    #: ``max_concurrent``: how many jobs it runs at once.
+    concurrency: int
+    #: The job types it claims.
+    job_types: list[str]
+    #: Ids of the jobs it is running now.
+    running: list[str]
+    #: When it last said it was alive.
+    heartbeat_at: datetime

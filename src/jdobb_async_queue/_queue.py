@@ -20,8 +20,8 @@ from ._codec import CheckedJSON, checked_copy
 from ._context import is_async_callable
 from ._errors import ConfigurationError, InvalidJobError
 from ._jobspec import as_sequence, build_record, check_progress, check_ttl
-from ._models import TERMINAL_STATUSES, Job, JobPriority, JobStatus, QueueStats
-from ._records import DEFAULT_MAX_LOST, JobRecord, Outcome, ProgressUpdate, to_job
+from ._models import TERMINAL_STATUSES, Job, JobPriority, JobStatus, QueueStats, WorkerInfo
+from ._records import DEFAULT_MAX_LOST, JobRecord, Outcome, ProgressUpdate, to_job, to_worker
 from .backends import QueueBackend, open_backend
 
 if TYPE_CHECKING:
@@ -279,6 +279,13 @@ class JobQueue:
             now=self.clock(),
         )
         return [to_job(r) for r in records]
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The live workers of this store, oldest first: every running ``Worker`` registers
+        itself, refreshes its entry every few seconds and removes it when it stops; one that
+        died drops out ``WORKER_TTL`` (30) seconds after its last heartbeat."""
+        records = await self._backend.list_workers(now=self.clock())
+        return [to_worker(r) for r in records]
 
     async def stats(self) -> QueueStats:
         """Count jobs by status (plus ``scheduled`` and ``waiting`` pending jobs)."""

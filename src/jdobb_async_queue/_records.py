@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from ._models import Job, JobPriority, JobStatus, JobUpdate
+from ._models import Job, JobPriority, JobStatus, JobUpdate, WorkerInfo
 
 __all__ = [
     "JobRecord",
@@ -26,6 +26,8 @@ __all__ = [
     "to_update",
     "record_update",
     "gone_update",
+    "WorkerRecord",
+    "to_worker",
     "utc",
 ]
 
@@ -137,6 +139,35 @@ class UpdateRecord(msgspec.Struct, kw_only=True, frozen=True):
     update_seq: int = 0
     #: The job is gone (purged, expired, deleted): the last update a subscriber gets.
     gone: bool = False
+
+
+class WorkerRecord(msgspec.Struct, kw_only=True):
+    """A running worker as the store's registry keeps it (times: seconds since the epoch)."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    concurrency: int
+    job_types: list[str] = []
+    #: Ids of the jobs it is running.
+    running: list[str] = []
+    #: When it last said it was alive; it drops out ``WORKER_TTL`` seconds later.
+    heartbeat_at: float = 0.0
+
+
+def to_worker(r: WorkerRecord) -> WorkerInfo:
+    """Build the public :class:`~jdobb_async_queue.WorkerInfo` from a registry record."""
+    return WorkerInfo(
+        id=r.id,
+        host=r.host,
+        pid=r.pid,
+        started_at=_utc(r.started_at),
+        concurrency=r.concurrency,
+        job_types=list(r.job_types),
+        running=list(r.running),
+        heartbeat_at=_utc(r.heartbeat_at),
+    )
 
 
 def utc(ts: float | None) -> datetime | None:

@@ -56,6 +56,10 @@ class Roster:
             entry.lost = True
             entry.scope.cancel()
 
+    def job_ids(self) -> list[str]:
+        """The ids of the running jobs."""
+        return list(self._running)
+
     def leases(self) -> list[Lease]:
         """The leases this worker must keep renewing."""
         return [Lease(job_id=e.job_id, fence=e.fence) for e in self._running.values()]

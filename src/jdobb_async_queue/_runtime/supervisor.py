@@ -27,6 +27,7 @@ from .backoff import FIRST_DELAY, MAX_DELAY, logger
 from .claimer import Claimer
 from .handler import JobRunner, Middleware, OutcomeHook, run_handler
 from .periodic import Schedule, keep_schedules
+from .registry import keep_registered
 from .reporter import hand_over, run_reporter, store_outcome
 from .roster import Roster
 
@@ -67,6 +68,14 @@ async def supervise(
     async with anyio.create_task_group() as services:
         await services.start(_listen, queue.backend, roster, wake_tx)
         await services.start(_keep_leases, queue, roster, settings.lease, wake_tx.clone())
+        await services.start(
+            keep_registered,
+            queue,
+            settings.worker_id,
+            settings.max_concurrent,
+            settings.job_types,
+            roster,
+        )
         if settings.schedules and not settings.burst:
             await services.start(keep_schedules, queue, settings.schedules)
         async with anyio.create_task_group() as reporting:

@@ -56,12 +56,14 @@ from .._records import (
     Outcome,
     ProgressUpdate,
     UpdateRecord,
+    WorkerRecord,
     gone_update,
     record_update,
 )
 
 __all__ = [
     "MAX_BACKOFF",
+    "WORKER_TTL",
     "Notice",
     "QueueBackend",
     "backoff_delay",
@@ -69,6 +71,10 @@ __all__ = [
     "lost_ends_job",
     "lost_error",
 ]
+
+
+#: Seconds after its last heartbeat that a worker drops out of the registry.
+WORKER_TTL = 30.0
 
 
 class Notice(msgspec.Struct, frozen=True):
@@ -278,6 +284,33 @@ class QueueBackend(ABC):
         """The earliest ``execute_at`` after ``now`` of a PENDING job of these types with no
         pending dependencies, or ``None``: how long an idle worker may sleep."""
 
+    # -- the worker registry (optional: the defaults keep it in this process) -----------------
+
+    async def register_worker(self, worker: WorkerRecord, *, now: float) -> None:
+        """Add ``worker`` to the registry, or refresh its entry (``heartbeat_at = now``, of
+        the store's clock). An entry whose heartbeat is more than :data:`WORKER_TTL` seconds
+        old is dead: :meth:`list_workers` leaves it out, and the store may delete it.
+
+        The default keeps the registry in this backend object, so only workers of this process
+        appear: override it to share one registry between processes.
+        """
+        worker.heartbeat_at = now
+        _local_registry(self)[worker.id] = msgspec.structs.replace(worker)
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """Remove a worker from the registry (it stopped). Unknown ids are ignored."""
+        _local_registry(self).pop(worker_id, None)
+
+    async def list_workers(self, *, now: float) -> list[WorkerRecord]:
+        """The live workers (heartbeat at most :data:`WORKER_TTL` seconds before ``now``),
+        oldest first."""
+        live = [
+            msgspec.structs.replace(w)
+            for w in _local_registry(self).values()
+            if w.heartbeat_at >= now - WORKER_TTL
+        ]
+        return sorted(live, key=lambda w: (w.started_at, w.id))
+
     # -- notifications (optional: the defaults poll) -------------------------------------------
 
     def listen(self) -> AbstractAsyncContextManager[AsyncIterator[Notice]]:
@@ -309,6 +342,13 @@ class QueueBackend(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release every connection, thread and file. Calls after this may fail."""
+
+
+def _local_registry(backend: QueueBackend) -> dict[str, WorkerRecord]:
+    registry: dict[str, WorkerRecord] | None = backend.__dict__.get("_jdobb_workers")
+    if registry is None:
+        registry = backend.__dict__["_jdobb_workers"] = {}
+    return registry
 
 
 @asynccontextmanager
