@@ -76,6 +76,7 @@ from typing import Any, Final, TypeAlias, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import anyio
+import anyio.lowlevel
 import hiredis
 from anyio.abc import ByteStream, SocketAttribute
 
@@ -582,6 +583,10 @@ class RedisClient:
         self._conns: set[_Connection] = set()
         self._dedicated: set[PubSub | BlockingConnection] = set()
         self._closed = False
+        self._pool_size = pool_size
+        self._loop: object | None = None
+        #: Whether a connection to the server ever succeeded.
+        self.ever_connected = False
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisClient:
@@ -601,6 +606,29 @@ class RedisClient:
 
     def __repr__(self) -> str:
         return f"<RedisClient {self._address}>"
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._closed
+
+    def _bind_loop(self) -> None:
+        """Called on entry to every call: on an event loop other than the last one used, drop
+        every connection (they belong to a loop that has finished: nothing can be awaited on
+        them) and start afresh."""
+        loop = anyio.lowlevel.current_token().native_token
+        if loop is self._loop:
+            return
+        if self._loop is not None:
+            for conn in self._conns:
+                _drop_stream(conn.stream)
+            self._conns.clear()
+            self._idle.clear()
+            self._waiting.clear()
+            self._room = self._pool_size
+            for other in list(self._dedicated):
+                other.abandon()
+        self._loop = loop
 
     async def __aenter__(self) -> RedisClient:
         return self
@@ -719,6 +747,9 @@ class RedisClient:
         if self._closed:
             return
         self._closed = True
+        loop = anyio.lowlevel.current_token().native_token
+        if self._loop is not None and loop is not self._loop:
+            self._bind_loop()  # connections of a finished loop: dropped, not awaited
         self._fail_waiting(f"{self} was closed")
         self._idle.clear()
         self._room = 0
@@ -738,12 +769,15 @@ class RedisClient:
             if self._closed:
                 raise RedisConnectionError(f"{self} was closed")
             try:
-                return await _connect(self._address, self._ssl_context, self._connect_timeout)
+                conn = await _connect(self._address, self._ssl_context, self._connect_timeout)
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 if attempt >= self._connect_attempts or _is_permanent(exc):
                     raise RedisConnectionError(
                         f"{self._address} is unreachable after {attempt} attempt(s): {exc}"
                     ) from exc
+            else:
+                self.ever_connected = True
+                return conn
             # Jitter, so that many workers that lost the same server do not return in lockstep.
             await anyio.sleep(delay * (0.5 + random.random() / 2))
             delay = min(delay * 2, self._backoff_max)
@@ -762,6 +796,7 @@ class RedisClient:
     async def _call(self, payload: bytes, count: int, limit: float | None) -> list[Any]:
         if self._closed:
             raise RedisConnectionError(f"{self} is closed")
+        self._bind_loop()
         if limit is None:
             limit = self._command_timeout
         request = _Request(payload, count)
@@ -953,6 +988,23 @@ class RedisClient:
         )
 
 
+def _drop_stream(stream: ByteStream) -> None:
+    """Close the socket of a stream whose event loop has finished, without that loop."""
+    inner: Any = stream
+    while hasattr(inner, "transport_stream"):  # TLS
+        inner = inner.transport_stream
+    transport: Any = getattr(inner, "_transport", None)  # asyncio: the loop's transport owns it
+    sock = getattr(transport, "_sock", None)
+    with contextlib.suppress(OSError):
+        if sock is not None:
+            sock.close()
+            transport._sock = None
+            return
+        raw = stream.extra(SocketAttribute.raw_socket, None)
+        if raw is not None:
+            raw.close()
+
+
 def _is_permanent(exc: RedisTransportError) -> bool:
     """Connection failures that no retry will cure (an untrusted TLS certificate)."""
     return isinstance(exc.__cause__, ssl.SSLCertVerificationError)
@@ -1018,6 +1070,14 @@ class BlockingConnection:
             raise reply
         return reply
 
+    def abandon(self) -> None:
+        """Drop the connection of an event loop that has finished (closed without awaiting)."""
+        self._closed = True
+        self._client._dedicated.discard(self)
+        if self._conn is not None:
+            _drop_stream(self._conn.stream)
+            self._conn = None
+
     async def aclose(self) -> None:
         """Close the connection."""
         self._closed = True
@@ -1076,6 +1136,14 @@ class PubSub:
     def reconnects(self) -> int:
         """How many times the connection was re-established (messages may have been lost)."""
         return self._reconnects
+
+    def abandon(self) -> None:
+        """Drop the connection of an event loop that has finished (closed without awaiting)."""
+        self._closed = True
+        self._client._dedicated.discard(self)
+        if self._conn is not None:
+            _drop_stream(self._conn.stream)
+            self._conn = None
 
     async def __aenter__(self) -> PubSub:
         try:

@@ -7,8 +7,8 @@ Nothing connects before the first call, so a backend can be made outside async c
 
 from __future__ import annotations
 
+import logging
 import ssl
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -16,10 +16,15 @@ from typing import Any
 
 import anyio
 
-from ..._errors import ConfigurationError, DuplicateJobError, UnknownDependencyError
+from ..._errors import (
+    ConfigurationError,
+    DuplicateJobError,
+    QueueClosedError,
+    UnknownDependencyError,
+)
 from ..._models import QueueStats
 from ..._records import JobRecord, Lease, Outcome, ProgressUpdate, UpdateRecord, record_update
-from .._resp import InvalidRedisURL, RedisClient, RedisTransportError
+from .._resp import InvalidRedisURL, RedisClient
 from ..base import Notice, QueueBackend
 from . import codec
 from .calls import Caller
@@ -27,14 +32,37 @@ from .keys import KeyLayout
 from .notify import Notifier
 from .scripts import load_scripts
 
-__all__ = ["RedisBackend"]
+__all__ = ["ACL_COMMANDS", "RedisBackend", "acl_rule"]
+
+log = logging.getLogger("jdobb_async_queue.backend")
 
 #: Jobs one ``reclaim_expired`` call sends back at most (the next call takes the rest).
 RECLAIM_BATCH = 1000
 #: Jobs one purge script examines at most, so a large purge never blocks Redis for long.
 PURGE_BATCH = 2000
+#: Clocks this close (seconds) count as agreeing: absolute times are not moved (``lib.lua``).
+CLOCK_TOLERANCE = 1.0
 #: Keys deleted per ``UNLINK`` by :meth:`RedisBackend.drop_namespace`.
 DROP_BATCH = 500
+#: The commands the backend sends (scripts included: Redis checks what a script calls too).
+#: (``+scan`` and ``+unlink`` only for :meth:`RedisBackend.drop_namespace`.)
+ACL_COMMANDS: tuple[str, ...] = (
+    "+evalsha", "+eval", "+script|load", "+ping", "+select", "+time", "+publish",
+    "+pubsub|numsub", "+subscribe", "+unsubscribe", "+zrangebyscore", "+zrange", "+zrevrange",
+    "+zadd", "+zrem", "+zcard", "+zcount", "+hset", "+hget", "+hmget", "+hgetall", "+hdel",
+    "+hexists", "+hincrby", "+sadd", "+srem", "+smembers", "+exists", "+del", "+set", "+get",
+    "+incrby", "+rename", "+scan", "+unlink",
+)  # fmt: skip
+
+
+def acl_rule(user: str, password: str, namespace: str = "default") -> str:
+    """The ``ACL SETUSER`` arguments for a user limited to one namespace (see the class docs)."""
+    prefix = KeyLayout(namespace).prefix
+    return " ".join(
+        [user, "reset", "on", f">{password}", f"~{prefix}*", f"&{prefix}*", *ACL_COMMANDS]
+    )
+
+
 _STAT_FIELDS = ("pending", "processing", "complete", "failed", "cancelled", "scheduled", "waiting")
 
 
@@ -47,12 +75,43 @@ class RedisBackend(QueueBackend):
         ``jdobb:{<namespace>}:``)
     :param pool_size: connections for commands (concurrent calls beyond that are pipelined);
         pub/sub takes one more
-    :param connect_timeout: seconds for one connection attempt
+    :param connect_timeout: seconds for one connection attempt (default 2). A queue that has
+        never reached its server fails fast: the first call raises
+        :class:`~jdobb_async_queue.BackendUnavailable` naming the host and port after one
+        attempt, rather than riding out an "outage" of a server that may not exist
     :param command_timeout: seconds to wait for one reply
-    :param retry_for: seconds to keep retrying through an outage before
+    :param retry_for: seconds to keep retrying through an outage (once connected) before
         :class:`~jdobb_async_queue.BackendUnavailable`
     :param ssl_context: for ``rediss://`` (default: the system's trusted CAs)
     :raises ConfigurationError: for a URL that cannot be parsed or bad options
+
+    **Clock.** The scripts read the server's ``TIME``: leases, due times, reclaims and update
+    stamps follow one clock whatever the hosts' clocks say. Absolute times a caller passes
+    (``execute_at``, purge's ``before``) are read against the caller's ``now`` and moved onto the
+    server's clock, and :meth:`next_due` answers on the caller's. With a test clock
+    (``JobQueue(clock=...)`` sets :attr:`test_clock`) the passed ``now`` drives everything.
+
+    **Event loops.** A backend may be used from successive event loops (``anyio.run`` once per
+    test, asyncio then trio): connections opened on a loop that has finished are dropped, not
+    awaited, and new ones opened. After :meth:`aclose` every call raises
+    :class:`~jdobb_async_queue.QueueClosedError` at once.
+
+    **Corrupt records.** A job hash that cannot be decoded is set aside (renamed to
+    ``corrupt:<id>`` in the namespace, out of every index), logged on the
+    ``jdobb_async_queue.backend`` logger, and reads as gone; the other jobs carry on.
+
+    **Least privilege.** The backend needs only its namespace's keys and channels and a short
+    list of commands. An ACL user for namespace ``default`` (:func:`acl_rule` prints the line
+    for another)::
+
+        ACL SETUSER jdobb reset on >PASSWORD ~jdobb:{default}:* &jdobb:{default}:* +evalsha
+          +eval +script|load +ping +select +time +publish +pubsub|numsub +subscribe +unsubscribe
+          +zrangebyscore +zrange +zrevrange +zadd +zrem +zcard +zcount +hset +hget +hmget
+          +hgetall +hdel +hexists +hincrby +sadd +srem +smembers +exists +del +set +get +incrby
+          +rename +scan +unlink
+
+    (one line; ``+scan +unlink`` only for :meth:`drop_namespace`). A password in the URL never
+    appears in logs, messages or reprs.
     """
 
     name = "redis"
@@ -63,7 +122,7 @@ class RedisBackend(QueueBackend):
         *,
         namespace: str = "default",
         pool_size: int = 4,
-        connect_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
         command_timeout: float = 30.0,
         retry_for: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
@@ -81,13 +140,18 @@ class RedisBackend(QueueBackend):
             )
         except (InvalidRedisURL, ValueError) as exc:
             raise ConfigurationError(str(exc)) from None
+        self._ssl_context = ssl_context
+        self._retry_for = retry_for
         self._keys = KeyLayout(namespace)
         self._prefix = (self._keys.prefix,)
-        self._claim_memo = self._keys.claim(uuid.uuid4().hex)
         self._scripts = load_scripts()
         self._calls = Caller(self._client, retry_for=retry_for)
-        self._notifier = Notifier(self._client, self._keys, self._snapshot, patience=retry_for)
-        self._claimed = False
+        self._notifier = Notifier(
+            self._client, self._keys, self._snapshot, patience=retry_for, clock=self.local_now
+        )
+        self._closed = False
+        #: worker_id -> the memo key of its last claim that took jobs (see claim.lua).
+        self._memos: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self._client.address} namespace={self._keys.namespace!r}>"
@@ -97,15 +161,31 @@ class RedisBackend(QueueBackend):
         """The namespace this backend's keys live in."""
         return self._keys.namespace
 
+    def _clock(self, now: float) -> str:
+        """ARGV[1] of a script: the test clock's ``now``, or "read TIME; the caller's now is"."""
+        return codec.num(now) if self.test_clock is not None else "~" + codec.num(now)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise QueueClosedError("the Redis backend")
+
     async def _run(self, script: Any, args: list[Any], *, resend: bool = False) -> Any:
+        self._check_open()
         return await self._calls.script(script, self._prefix, args, resend_flag=resend)
+
+    async def _set_aside(self, corrupt: codec.CorruptRecord) -> None:
+        """Take a job whose record cannot be decoded out of the queue (kept as ``corrupt:<id>``)."""
+        log.error(
+            "%s; set aside as %s, out of the queue", corrupt, self._keys.corrupt(corrupt.job_id)
+        )
+        await self._run(self._scripts.setaside, [self._clock(self.local_now()), corrupt.job_id])
 
     # -- writes ------------------------------------------------------------------------------
 
     async def enqueue_many(self, records: Sequence[JobRecord], *, now: float) -> list[str]:
         if not records:
             return []
-        args = codec.enqueue_args(records, now)
+        args = codec.enqueue_args(records, self._clock(now), uuid.uuid4().hex)
         reply = await self._run(self._scripts.enqueue, args, resend=True)
         verdict, rest = reply[0], [item.decode() for item in reply[1:]]
         if verdict == b"duplicate":
@@ -125,14 +205,38 @@ class RedisBackend(QueueBackend):
     ) -> list[JobRecord]:
         if limit <= 0:
             return []
+        self._check_open()
+        records: list[JobRecord] = []
+        while len(records) < limit:
+            got, corrupt = await self._claim(job_types, limit - len(records), worker_id, lease, now)
+            records += got
+            for bad in corrupt:
+                await self._set_aside(bad)
+            if not corrupt:  # else claim again: a corrupt job set aside must not look like "none"
+                break
+        return records
+
+    async def _claim(
+        self,
+        job_types: Sequence[str] | None,
+        limit: int,
+        worker_id: str,
+        lease: float,
+        now: float,
+    ) -> tuple[list[JobRecord], list[codec.CorruptRecord]]:
         types = [-1] if job_types is None else [len(job_types), *job_types]
         token = uuid.uuid4().hex
-        start, until = codec.num(now), codec.num(now + lease)
-        args = [start, "0", worker_id, until, limit, token, *types]
-        keys = (self._keys.prefix, self._claim_memo)
-        self._claimed = True
+        args = [self._clock(now), "0" + token, worker_id, codec.num(lease), limit, "", *types]
+        # The replay memo is this call's own key (its claimer and token): two claimers sharing
+        # this backend can never read or overwrite each other's. The claimer's previous memo
+        # (its call is over: its reply came) is deleted by this call.
+        memo = self._keys.claim(f"{worker_id}:{token}")
+        previous = self._memos.pop(worker_id, memo)
+        keys = (self._keys.prefix, memo, previous)
         reply = await self._calls.script(self._scripts.claim, keys, args, resend_flag=True)
-        return codec.claimed_records(reply, worker_id=worker_id, now=start, lease_until=until)
+        if len(reply) > 2:
+            self._memos[worker_id] = memo
+        return codec.claimed_records(reply, worker_id=worker_id)
 
     async def finish(self, outcome: Outcome, *, now: float) -> bool:
         return (await self.finish_many([outcome], now=now))[0]
@@ -140,16 +244,15 @@ class RedisBackend(QueueBackend):
     async def finish_many(self, outcomes: Sequence[Outcome], *, now: float) -> list[bool]:
         if not outcomes:
             return []
-        args = codec.finish_args(outcomes, now)
+        args = codec.finish_args(outcomes, self._clock(now), uuid.uuid4().hex)
         return [bool(x) for x in await self._run(self._scripts.finish, args, resend=True)]
 
     async def cancel(self, job_id: str, reason: str | None, *, now: float) -> bool:
-        args = [codec.num(now), "0", job_id, codec.opt(reason)]
+        args = [self._clock(now), "0" + uuid.uuid4().hex, job_id, codec.opt(reason)]
         return bool(await self._run(self._scripts.cancel, args, resend=True))
 
     async def retry(self, job_id: str, *, delay: float, now: float) -> bool:
-        due = codec.opt(codec.num(now + delay)) if delay > 0 else ""
-        args = [codec.num(now), "0", job_id, due]
+        args = [self._clock(now), "0" + uuid.uuid4().hex, job_id, codec.num(max(delay, 0.0))]
         return bool(await self._run(self._scripts.retry, args, resend=True))
 
     async def update_progress(self, update: ProgressUpdate, *, now: float) -> bool:
@@ -160,7 +263,7 @@ class RedisBackend(QueueBackend):
     ) -> list[bool]:
         if not updates:
             return []
-        args = codec.progress_args(updates, now)
+        args = codec.progress_args(updates, self._clock(now))
         return [bool(x) for x in await self._run(self._scripts.progress, args)]
 
     async def renew(self, lease: Lease, *, duration: float, now: float) -> bool:
@@ -171,18 +274,22 @@ class RedisBackend(QueueBackend):
     ) -> list[bool]:
         if not leases:
             return []
-        args = codec.renew_args(leases, now + duration, now)
+        args = codec.renew_args(leases, duration, self._clock(now))
         return [bool(x) for x in await self._run(self._scripts.renew, args)]
 
     async def reclaim_expired(self, *, now: float) -> list[str]:
-        args = [codec.num(now), RECLAIM_BATCH]
+        args = [self._clock(now), RECLAIM_BATCH]
         return [i.decode() for i in await self._run(self._scripts.reclaim, args)]
 
     # -- reads -------------------------------------------------------------------------------
 
     async def get(self, job_id: str, *, now: float) -> JobRecord | None:
-        raw = await self._run(self._scripts.get, [codec.num(now), job_id])
-        return codec.decode_record(raw)
+        raw = await self._run(self._scripts.get, [self._clock(now), job_id])
+        try:
+            return codec.decode_record(job_id, raw)
+        except codec.CorruptRecord as corrupt:
+            await self._set_aside(corrupt)
+            return None
 
     async def list_jobs(
         self,
@@ -193,11 +300,14 @@ class RedisBackend(QueueBackend):
         offset: int,
         now: float,
     ) -> list[JobRecord]:
-        args = [codec.num(now), codec.opt(status), codec.opt(job_type), limit, offset]
-        return codec.decode_records(await self._run(self._scripts.list, args))
+        args = [self._clock(now), codec.opt(status), codec.opt(job_type), limit, offset]
+        records, corrupt = codec.decode_records(await self._run(self._scripts.list, args))
+        for bad in corrupt:
+            await self._set_aside(bad)
+        return records
 
     async def stats(self, *, now: float) -> QueueStats:
-        counts = await self._run(self._scripts.stats, [codec.num(now)])
+        counts = await self._run(self._scripts.stats, [self._clock(now)])
         return QueueStats(**dict(zip(_STAT_FIELDS, counts, strict=True)))
 
     async def purge(
@@ -215,7 +325,7 @@ class RedisBackend(QueueBackend):
             cursor = "-inf"
             while cursor:
                 args = [
-                    codec.num(now),
+                    self._clock(now),
                     status,
                     due,
                     codec.opt(job_type),
@@ -230,17 +340,13 @@ class RedisBackend(QueueBackend):
 
     async def next_due(self, job_types: Sequence[str] | None, *, now: float) -> float | None:
         # The earliest of every type: waking early for another type's job is harmless.
-        reply = await self._calls.command(
-            "ZRANGEBYSCORE",
-            self._keys.scheduled(),
-            f"({codec.num(now)}",
-            "+inf",
-            "WITHSCORES",
-            "LIMIT",
-            0,
-            1,
-        )
-        return float(reply[1]) if reply else None
+        due, store_now = await self._run(self._scripts.next_due, [self._clock(now)])
+        if due is None:
+            return None
+        # On the caller's timeline: a worker whose clock is off still sleeps the right amount
+        # (clocks within CLOCK_TOLERANCE agree, as in lib.lua's to_store).
+        skew = float(store_now) - now
+        return float(due) if abs(skew) <= CLOCK_TOLERANCE else float(due) - skew
 
     # -- notifications -----------------------------------------------------------------------
 
@@ -251,11 +357,12 @@ class RedisBackend(QueueBackend):
         return self._notifier.subscribe(job_id)
 
     async def publish(self, update: UpdateRecord) -> None:
+        self._check_open()
         channel = self._keys.updates(update.job_id)
         await self._calls.command("PUBLISH", channel, codec.encode_json(update))
 
     async def _snapshot(self, job_id: str) -> UpdateRecord | None:
-        record = await self.get(job_id, now=time.time())
+        record = await self.get(job_id, now=self.local_now())
         return None if record is None else record_update(record)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -263,26 +370,33 @@ class RedisBackend(QueueBackend):
     async def drop_namespace(self) -> None:
         """Delete every key of this namespace (``SCAN`` + ``UNLINK``; never ``FLUSHDB``).
 
-        For tests and for retiring a namespace: jobs, indexes, counters, all of it.
+        For tests and for retiring a namespace: jobs, indexes, counters, all of it. Works on a
+        closed backend too (on a connection of its own).
         """
+        if not self._closed:
+            await self._drop_keys(self._calls)
+            return
+        client = RedisClient(self._client.address, pool_size=1, ssl_context=self._ssl_context)
+        try:
+            await self._drop_keys(Caller(client, retry_for=self._retry_for))
+        finally:
+            await client.aclose()
+
+    async def _drop_keys(self, calls: Caller) -> None:
         cursor = b"0"
         while True:
-            cursor, keys = await self._calls.command(
+            cursor, keys = await calls.command(
                 "SCAN", cursor, "MATCH", self._keys.match_all, "COUNT", 1000
             )
             for start in range(0, len(keys), DROP_BATCH):
-                await self._calls.command("UNLINK", *keys[start : start + DROP_BATCH])
+                await calls.command("UNLINK", *keys[start : start + DROP_BATCH])
             if cursor == b"0":
                 return
 
     async def aclose(self) -> None:
-        """Close the pub/sub connection and the pool (forgetting this instance's claim memo)."""
+        """Close the pub/sub connection and the pool; later calls raise
+        :class:`~jdobb_async_queue.QueueClosedError`."""
+        self._closed = True
         with anyio.CancelScope(shield=True):
             await self._notifier.aclose()
-            if self._claimed:
-                with anyio.move_on_after(1):
-                    try:
-                        await self._client.execute("DEL", self._claim_memo)
-                    except RedisTransportError:  # best effort: the memo expires anyway
-                        pass
             await self._client.aclose()

@@ -3,13 +3,17 @@
 Every call goes through :class:`Caller`. Transport errors never reach users: a refused password
 becomes :class:`ConfigurationError` (no retry cures it); a lost connection, a timeout or a server
 that is still loading its data is retried with exponential backoff for up to ``retry_for``
-seconds, then becomes :class:`BackendUnavailable`.
+seconds, then becomes :class:`BackendUnavailable`. Two exceptions: a client that was closed
+raises :class:`QueueClosedError` at once (closing is no outage), and one that has never reached
+its server gives up after one attempt (a wrong host or port is a mistake to report now, not an
+outage to ride out).
 
 Retrying is safe because every script is written for it. A call whose reply was lost may have
 run; writes are sent again with their *resend* flag set (``ARGV[2]``), and the script then
 recognises the first attempt's effect instead of applying its own twice: ``enqueue`` by the
 stored spec, ``claim`` by its token (the same jobs come back), ``finish``, ``cancel`` and
-``retry`` by ``updated_at == now``. Fenced worker reports are idempotent anyway.
+``retry`` by the call's token, which the first attempt stored in the job's ``op`` field.
+Fenced worker reports are idempotent anyway.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 import anyio
 
-from ..._errors import BackendUnavailable, ConfigurationError, JobQueueError
+from ..._errors import BackendUnavailable, ConfigurationError, JobQueueError, QueueClosedError
 from .._resp import (
     RedisArg,
     RedisAuthError,
@@ -59,7 +63,8 @@ class Caller:
         *,
         resend_flag: bool = False,
     ) -> Any:
-        """Run ``script``; on a retry set ``args[RESEND_FLAG]`` to ``"1"`` if ``resend_flag``.
+        """Run ``script``; on a retry set the first character of ``args[RESEND_FLAG]`` (the flag,
+        then the call's token) to ``"1"`` if ``resend_flag``.
 
         :raises ConfigurationError: if the server refuses the credentials
         :raises BackendUnavailable: if the server stays unreachable, or refuses the script
@@ -72,7 +77,7 @@ class Caller:
             except RedisTransportError as exc:
                 failures = await self._back_off(exc, failures, deadline)
             if resend_flag:
-                args[RESEND_FLAG] = "1"
+                args[RESEND_FLAG] = "1" + str(args[RESEND_FLAG])[1:]
 
     async def command(self, *args: RedisArg) -> Any:
         """Run one command (reads and idempotent writes only), with the same policy."""
@@ -86,6 +91,14 @@ class Caller:
 
     async def _back_off(self, exc: RedisTransportError, failures: int, deadline: float) -> int:
         """Raise the user-facing error for ``exc``, or sleep before the next attempt."""
+        if self._client.closed:
+            raise QueueClosedError("the Redis backend") from None
+        if not self._client.ever_connected and isinstance(exc, RedisConnectionError):
+            address = self._client.address
+            where = address.path or f"{address.host} port {address.port}"
+            raise BackendUnavailable(
+                f"cannot reach Redis at {where} ({address}): {exc.__cause__ or exc}"
+            ) from exc
         delay = min(0.02 * 2**failures, 1.0) * (0.5 + random.random() / 2)
         if not is_transient(exc) or anyio.current_time() + delay > deadline:
             raise translate(exc, self._client.address, retried_for=self._retry_for) from exc

@@ -1,7 +1,9 @@
 """Arguments for the Lua scripts, and decoding of what they return.
 
 Scripts return jobs as the JSON of :class:`JobRecord` (assembled in Lua from the stored spec and
-the fields transitions change), so a batch of jobs decodes with one msgspec call.
+the fields transitions change). Each job decodes on its own: a record that cannot be decoded
+(:class:`CorruptRecord`) is reported by id, and the others still come through. Jobs stored
+before a field existed (``lost``, ``max_lost``, ``update_seq``) read as its default.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import msgspec
 from ..._records import PRIORITY_RANK, JobRecord, Lease, Outcome, ProgressUpdate
 
 __all__ = [
+    "CorruptRecord",
     "claimed_records",
     "decode_record",
     "decode_records",
@@ -27,9 +30,21 @@ __all__ = [
 ]
 
 encode_json = msgspec.json.Encoder().encode
-_decode_records = msgspec.json.Decoder(list[JobRecord]).decode
 _decode_record = msgspec.json.Decoder(JobRecord).decode
 _decode_ids = msgspec.json.Decoder(list[str]).decode
+
+
+class CorruptRecord(Exception):
+    """A stored job that cannot be decoded (its spec JSON is broken, a field is not a number).
+
+    :param job_id: the job's id
+    :param detail: what the decoder said
+    """
+
+    def __init__(self, job_id: str, detail: str) -> None:
+        super().__init__(f"job {job_id!r} has a corrupt stored record: {detail}")
+        self.job_id = job_id
+        self.detail = detail
 
 
 class Spec(msgspec.Struct, omit_defaults=True):
@@ -85,9 +100,9 @@ def spec_of(r: JobRecord) -> bytes:
     )
 
 
-def enqueue_args(records: Sequence[JobRecord], now: float) -> list[Any]:
-    """ARGV of ``enqueue.lua``."""
-    args: list[Any] = [num(now), "0", len(records)]
+def enqueue_args(records: Sequence[JobRecord], clock: str, token: str) -> list[Any]:
+    """ARGV of ``enqueue.lua`` (``clock``: see ``lib.lua``; ``token``: the call's)."""
+    args: list[Any] = [clock, "0" + token, len(records)]
     for r in records:
         args += (
             r.id,
@@ -99,15 +114,17 @@ def enqueue_args(records: Sequence[JobRecord], now: float) -> list[Any]:
             num(r.retry_delay),
             opt(r.unique_key),
             _opt_num(r.execute_at),
+            r.max_lost,
             len(r.depends_on),
             *r.depends_on,
         )
     return args
 
 
-def finish_args(outcomes: Sequence[Outcome], now: float) -> list[Any]:
-    """ARGV of ``finish.lua``."""
-    args: list[Any] = [num(now), "0", len(outcomes)]
+def finish_args(outcomes: Sequence[Outcome], clock: str, token: str) -> list[Any]:
+    """ARGV of ``finish.lua``: each decided outcome (a retry's ``delay`` is relative to the
+    store's now, so no host's clock decides when it runs)."""
+    args: list[Any] = [clock, "0" + token, len(outcomes)]
     for o in outcomes:
         args += (
             o.job_id,
@@ -115,15 +132,14 @@ def finish_args(outcomes: Sequence[Outcome], now: float) -> list[Any]:
             "" if o.fence is None else f"={o.fence}",
             "" if o.results is None else b"=" + encode_json(o.results),
             opt(o.error),
-            1 if o.retry else 0,
-            num(o.jitter),
+            num(max(o.delay, 0.0)),
         )
     return args
 
 
-def progress_args(updates: Sequence[ProgressUpdate], now: float) -> list[Any]:
+def progress_args(updates: Sequence[ProgressUpdate], clock: str) -> list[Any]:
     """ARGV of ``progress.lua``."""
-    args: list[Any] = [num(now), len(updates)]
+    args: list[Any] = [clock, len(updates)]
     for u in updates:
         args += (
             u.job_id,
@@ -134,55 +150,83 @@ def progress_args(updates: Sequence[ProgressUpdate], now: float) -> list[Any]:
     return args
 
 
-def renew_args(leases: Sequence[Lease], until: float, now: float) -> list[Any]:
-    """ARGV of ``renew.lua``."""
-    args: list[Any] = [num(now), num(until), len(leases)]
+def renew_args(leases: Sequence[Lease], duration: float, clock: str) -> list[Any]:
+    """ARGV of ``renew.lua`` (the lease is a duration from the store's now)."""
+    args: list[Any] = [clock, num(duration), len(leases)]
     for lease in leases:
         args += (lease.job_id, lease.fence)
     return args
 
 
 #: Values per job in a claim's reply: the id, then ``CLAIMED_FIELDS`` of ``lib.lua``.
-CLAIM_WIDTH = 9
+CLAIM_WIDTH = 12
 
 
 def claimed_records(
-    reply: list[Any], *, worker_id: str, now: str, lease_until: str
-) -> list[JobRecord]:
-    """Build the records of claimed jobs from a claim's reply (see ``claim.lua``).
+    reply: list[Any], *, worker_id: str
+) -> tuple[list[JobRecord], list[CorruptRecord]]:
+    """Build the records of claimed jobs from a claim's reply (see ``claim.lua``): the claim's
+    started_at and lease expiry (the store's clock), then the jobs.
 
-    :param now: the claim's ``now`` as sent (so the floats are the very ones stored)
-    :param lease_until: the lease expiry as sent
+    :return: the records, and the jobs whose stored record could not be decoded
     """
-    started, until = float(now), float(lease_until)
-    records = []
-    for i in range(0, len(reply), CLAIM_WIDTH):
-        _, spec, attempts, fence, progress, message, error, execute_at, deps = reply[
-            i : i + CLAIM_WIDTH
-        ]
-        r = _decode_record(spec)
-        r.status = "processing"
-        r.attempts = int(attempts)
-        r.fence = int(fence)
-        r.worker_id = worker_id
-        r.started_at = r.updated_at = started
-        r.lease_expires_at = until
-        if progress is not None:
-            r.progress = float(progress)
-        r.message = None if message is None else message.decode()
-        r.error = None if error is None else error.decode()
-        r.execute_at = None if execute_at is None else float(execute_at)
-        if deps is not None:
-            r.depends_on = _decode_ids(deps)
+    started, until = float(reply[0]), float(reply[1])
+    records: list[JobRecord] = []
+    corrupt: list[CorruptRecord] = []
+    for i in range(2, len(reply), CLAIM_WIDTH):
+        job_id, spec, attempts, fence, progress, message, error, execute_at, deps = reply[i : i + 9]
+        lost, max_lost, update_seq = reply[i + 9 : i + CLAIM_WIDTH]
+        try:
+            r = _decode_record(spec)
+            r.status = "processing"
+            r.attempts = int(attempts)
+            r.fence = int(fence)
+            r.worker_id = worker_id
+            r.started_at = r.updated_at = started
+            r.lease_expires_at = until
+            if progress is not None:
+                r.progress = float(progress)
+            r.message = None if message is None else message.decode()
+            r.error = None if error is None else error.decode()
+            r.execute_at = None if execute_at is None else float(execute_at)
+            if deps is not None:
+                r.depends_on = _decode_ids(deps)
+            if lost is not None:
+                r.lost = int(lost)
+            if max_lost is not None:
+                r.max_lost = int(max_lost)
+            r.update_seq = int(update_seq)
+        except (msgspec.DecodeError, ValueError, TypeError, UnicodeDecodeError) as exc:
+            corrupt.append(CorruptRecord(job_id.decode(errors="replace"), str(exc)))
+            continue
         records.append(r)
-    return records
+    return records, corrupt
 
 
-def decode_records(raw: bytes) -> list[JobRecord]:
-    """Jobs returned by a script as a JSON array."""
-    return _decode_records(raw)
+def decode_records(raw: list[Any]) -> tuple[list[JobRecord], list[CorruptRecord]]:
+    """Jobs returned by a script as id, JSON, id, JSON...
+
+    :return: the records, and the jobs whose stored record could not be decoded
+    """
+    records: list[JobRecord] = []
+    corrupt: list[CorruptRecord] = []
+    for i in range(0, len(raw), 2):
+        job_id = raw[i].decode(errors="replace")
+        try:
+            records.append(_decode_record(raw[i + 1]))
+        except (msgspec.DecodeError, ValueError) as exc:
+            corrupt.append(CorruptRecord(job_id, str(exc)))
+    return records, corrupt
 
 
-def decode_record(raw: bytes | None) -> JobRecord | None:
-    """One job returned by a script (nil: None)."""
-    return None if raw is None else _decode_record(raw)
+def decode_record(job_id: str, raw: bytes | None) -> JobRecord | None:
+    """One job returned by a script (nil: None).
+
+    :raises CorruptRecord: if it cannot be decoded
+    """
+    if raw is None:
+        return None
+    try:
+        return _decode_record(raw)
+    except (msgspec.DecodeError, ValueError) as exc:
+        raise CorruptRecord(job_id, str(exc)) from None

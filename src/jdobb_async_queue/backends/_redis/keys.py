@@ -23,11 +23,13 @@ key (after the prefix)          type   holds
 ``seq``                         str    counter: enqueue order and update order
 ``quiet``                       str    set while a "jobs" notice is out and no claimer has
                                        found the queue empty since (saves redundant notices)
-``claim:<backend instance>``    str    the last claim's token and ids, so a claim retried after
-                                       a lost reply returns the same jobs (expires in 60 s)
+``claim:<call token>``          str    the ids one claim call took, so that call retried after a
+                                       lost reply returns the same jobs (expires in 60 s); one
+                                       key per call, so claimers sharing a backend never clash
+``corrupt:<id>``                hash   a job whose record could not be decoded, set aside
 ==============================  =====  ==========================================================
 
-Channels (pub/sub, not keys): ``notices`` ("jobs", "cancel <id>") and ``updates:<id>`` (the
+Channels (pub/sub, not keys): ``notices`` ("jobs", "cancel <fence> <id>") and ``updates:<id>`` (the
 job's :class:`~jdobb_async_queue._records.UpdateRecord` as JSON).
 
 The Lua scripts get the same names from :func:`lua_header`, generated from the tables below, so
@@ -62,6 +64,7 @@ FAMILIES: dict[str, str] = {
     "K_STATUS": "status:",
     "K_EXPIRY": "expiry:",
     "K_CLAIM": "claim:",
+    "K_CORRUPT": "corrupt:",
     "CH_UPDATES": "updates:",
 }
 
@@ -97,9 +100,17 @@ class KeyLayout:
         """The channel of one job's updates."""
         return (self.prefix + FAMILIES["CH_UPDATES"] + job_id).encode()
 
-    def claim(self, instance: str) -> str:
-        """The key remembering the last claim of one backend instance."""
-        return self.prefix + FAMILIES["K_CLAIM"] + instance
+    def claim(self, token: str) -> str:
+        """The key remembering what one claim call took."""
+        return self.prefix + FAMILIES["K_CLAIM"] + token
+
+    def job(self, job_id: str) -> str:
+        """The hash of one job."""
+        return self.prefix + FAMILIES["K_JOB"] + job_id
+
+    def corrupt(self, job_id: str) -> str:
+        """Where a job whose record could not be decoded is set aside."""
+        return self.prefix + FAMILIES["K_CORRUPT"] + job_id
 
     def scheduled(self) -> str:
         """The zset of scheduled jobs (``next_due`` reads it directly)."""

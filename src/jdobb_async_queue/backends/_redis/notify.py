@@ -14,21 +14,26 @@ something or stopped reading.
 Pub/sub is fire-and-forget: messages published while the connection was down are lost. After a
 reconnect every listener gets a ``"jobs"`` notice (claim again: something may have become
 claimable meanwhile) and every subscriber a fresh snapshot of its job (its terminal update may
-have been missed). A cancellation notice lost that way still reaches the worker, later: its
+have been missed; a job deleted meanwhile yields a ``gone`` update). A subscription ends after
+its ``gone`` update (the job was purged, expired or set aside). A cancellation notice lost that
+way still reaches the worker, later: its
 next lease renewal fails.
 """
 
 from __future__ import annotations
 
+import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.lowlevel
 import msgspec
 
-from ..._errors import BackendUnavailable
-from ..._records import UpdateRecord
+from ..._errors import QueueClosedError
+from ..._records import UpdateRecord, gone_update
 from .._hub import Mailbox
 from .._resp import (
     PubSub,
@@ -43,6 +48,8 @@ from .keys import KeyLayout
 
 __all__ = ["Notifier"]
 
+
+log = logging.getLogger("jdobb_async_queue.backend")
 
 #: Items a reader's mailbox holds before the oldest is dropped.
 MAILBOX_SIZE = 256
@@ -70,6 +77,7 @@ class Notifier:
     :param snapshot: returns the current update of a job (or None), for resyncs
     :param patience: seconds a subscriber waits through an outage before
         :class:`BackendUnavailable` (listeners wait as long as it lasts)
+    :param clock: this process's now (for the timestamp of a ``gone`` update found on resync)
     """
 
     def __init__(
@@ -79,7 +87,9 @@ class Notifier:
         snapshot: Callable[[str], Awaitable[UpdateRecord | None]],
         *,
         patience: float,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.local_now = clock
         self._client = client
         self._keys = keys
         self._snapshot = snapshot
@@ -93,12 +103,32 @@ class Notifier:
         self._outage_since: float | None = None
         self._failures = 0
         self._closed = False
+        self._loop: object | None = None
+
+    def _bind_loop(self) -> None:
+        """On an event loop other than the last one used, forget what belonged to the old one:
+        its pub/sub connection, lock, readers (it has finished, so none of them is waiting)."""
+        loop = anyio.lowlevel.current_token().native_token
+        if loop is self._loop:
+            return
+        if self._loop is not None:
+            pubsub, self._pubsub = self._pubsub, None
+            if pubsub is not None:
+                pubsub.abandon()
+            self._boxes.clear()
+            self._lock = anyio.Lock()
+            self._reading = False
+            self._changed = anyio.Event()
+            self._outage_since = None
+            self._failures = 0
+        self._loop = loop
 
     # -- the public side -----------------------------------------------------------------------
 
     @asynccontextmanager
     async def listen(self) -> AsyncIterator[AsyncIterator[Notice]]:
         """Receive worker notices while the context is open."""
+        self._bind_loop()
         box: Mailbox[object] = Mailbox(MAILBOX_SIZE)
         channel = self._keys.notices
         await self._add(channel, box)
@@ -110,6 +140,7 @@ class Notifier:
     @asynccontextmanager
     async def subscribe(self, job_id: str) -> AsyncIterator[AsyncIterator[UpdateRecord]]:
         """Receive the updates of ``job_id`` while the context is open."""
+        self._bind_loop()
         box: Mailbox[object] = Mailbox(MAILBOX_SIZE)
         channel = self._keys.updates(job_id)
         await self._add(channel, box)
@@ -169,7 +200,7 @@ class Notifier:
 
     async def _connected(self) -> PubSub:
         if self._closed:
-            raise BackendUnavailable("the Redis backend is closed")
+            raise QueueClosedError("the Redis backend")
         if self._pubsub is None:
             pubsub = self._client.pubsub()
             await pubsub.__aenter__()
@@ -248,7 +279,11 @@ class Notifier:
         boxes = self._boxes.get(channel)
         if not boxes:
             return
-        item = _notice(data) if channel == self._keys.notices else _decode_update(data)
+        try:
+            item = _notice(data) if channel == self._keys.notices else _decode_update(data)
+        except (msgspec.DecodeError, ValueError, UnicodeDecodeError) as exc:
+            log.error("ignored an undecodable message on %r: %s", channel, exc)
+            return
         for box in boxes:
             box.put(item)
 
@@ -262,9 +297,11 @@ class Notifier:
 
 
 def _notice(data: bytes) -> Notice:
-    kind, _, job_id = data.decode().partition(" ")
+    """A notice as published: ``jobs``, or ``cancel <fence> <id>``."""
+    kind, _, rest = data.decode().partition(" ")
     if kind == "cancel":
-        return Notice("cancel", job_id)
+        fence, _, job_id = rest.partition(" ")
+        return Notice("cancel", job_id, int(fence))
     return Notice("jobs")
 
 
@@ -291,18 +328,27 @@ class _Updates:
         self._notifier = notifier
         self._box = box
         self._job_id = job_id
-        self._last: UpdateRecord | None = None
+        self._seq = -1
+        self._ended = False
 
     def __aiter__(self) -> _Updates:
         return self
 
     async def __anext__(self) -> UpdateRecord:
         while True:
+            if self._ended:
+                raise StopAsyncIteration
             item = await self._notifier.next_item(self._box, patient=False)
             if isinstance(item, _Resync):
+                # After an outage: the job's state now, or gone if it was deleted meanwhile.
                 item = await self._notifier.snapshot(self._job_id)
-                if item is None or item == self._last:
+                if item is None:
+                    item = gone_update(self._job_id, self._notifier.local_now())
+                elif item.update_seq <= self._seq:
                     continue
             assert isinstance(item, UpdateRecord)
-            self._last = item
+            if item.gone:
+                self._ended = True
+            elif item.data is None:
+                self._seq = max(self._seq, item.update_seq)
             return item

@@ -3,9 +3,10 @@
 Each script is one ``backends/lua/<name>.lua`` file. Before loading, the backend prepends the
 definitions it uses from two sources: a header generated here (key and channel names from
 :mod:`.keys`, the state machine's allowed source states from
-:func:`jdobb_async_queue._states.sources`, the backoff constants and the dependency error text
-from :mod:`jdobb_async_queue.backends.base`) and ``lib.lua``, the helpers the scripts share. So
-the transition table, the key layout and the backoff formula each stay in one place.
+:func:`jdobb_async_queue._states.sources`, and from :mod:`jdobb_async_queue._policy` the
+dependency and lost-job error texts, the ``max_lost`` default and the rule ending a lost job)
+and ``lib.lua``, the helpers the scripts share. So the transition table, the key layout and the
+policy each stay in one place: the scripts apply decided outcomes and hold no retry rule.
 
 Only the definitions a script uses (transitively) go into it: Redis runs a script's whole chunk
 on every call, and creating closures it never calls costs microseconds per call.
@@ -20,9 +21,9 @@ from functools import cache
 from importlib import resources
 
 from ..._models import JobStatus
+from ..._policy import DEFAULT_MAX_LOST, dependency_error, lost_ends_job, lost_error
 from ..._states import Event, sources
 from .._resp import Script
-from ..base import BACKOFF_JITTER, MAX_BACKOFF, dependency_error
 from .keys import lua_header
 
 __all__ = ["Scripts", "constants_header", "load_scripts"]
@@ -52,6 +53,25 @@ def _dependency_error_lua() -> str:
     return f"local function dependency_error(id, status) return {' .. '.join(parts)} end"
 
 
+def _lost_error_lua() -> str:
+    """``lost_error`` as a Lua function (of the count as text), from the Python one's output."""
+    head, tail = lost_error(0x1F1F).split(str(0x1F1F))
+    parts = [_lua_string(head), "lost", _lua_string(tail)]
+    return f"local function lost_error(lost) return {' .. '.join(parts)} end"
+
+
+#: ``lost_ends_job`` in Lua; :func:`_lost_rule_lua` checks it against the Python rule.
+_LOST_RULE = "local function lost_ends_job(lost, max_lost) return lost > max_lost end"
+
+
+def _lost_rule_lua() -> str:
+    """The Lua form of ``_policy.lost_ends_job``, refused if the Python rule has changed."""
+    samples = [(lost, most) for lost in range(8) for most in range(6)]
+    if any(lost_ends_job(lost, most) != (lost > most) for lost, most in samples):
+        raise RuntimeError("_policy.lost_ends_job changed: update _LOST_RULE in scripts.py")
+    return _LOST_RULE
+
+
 def constants_header() -> str:
     """Lua constants generated from the Python definitions they must agree with."""
     transitions = ", ".join(
@@ -67,9 +87,10 @@ def constants_header() -> str:
             f"local STATUSES = {{{statuses}}}",
             f"local TERMINAL = {{{terminal}}}",
             f"local IS_TERMINAL = {_lua_set(s.value for s in _TERMINAL)}",
-            f"local MAX_BACKOFF = {MAX_BACKOFF!r}",
-            f"local BACKOFF_JITTER = {BACKOFF_JITTER!r}",
+            f"local DEFAULT_MAX_LOST = {DEFAULT_MAX_LOST!r}",
             _dependency_error_lua(),
+            _lost_error_lua(),
+            _lost_rule_lua(),
         ]
     )
 
@@ -134,6 +155,8 @@ class Scripts:
     list: Script
     stats: Script
     purge: Script
+    next_due: Script
+    setaside: Script
 
 
 def assemble(name: str) -> str:

@@ -1,24 +1,30 @@
 -- claim_pending_job: claim up to `limit` claimable jobs, by priority then enqueue order.
--- KEYS[2]: the claim memo of the calling backend instance (the token, then the ids as JSON).
--- ARGV: now, resend (0/1), worker_id, lease_expires_at, limit, token, number of job types
---   (-1: any type), then the job types.
--- Returns 9 values per claimed job: its id, then CLAIMED_FIELDS (spec, and the fields a claim
--- does not set); Python builds the records, so Redis spends no time on JSON.
+-- KEYS[2]: the memo of this very call (its own key: one per call and claimer, so concurrent
+--   claimers sharing a backend never overwrite each other's): the ids it claimed, as JSON.
+-- KEYS[3]: the memo of the claimer's previous call, whose reply came: deleted (or KEYS[2]).
+-- ARGV: now, resend flag and call token, worker_id, lease (seconds), limit, (unused), number
+--   of job types (-1: any type), then the job types.
+-- Returns the claim's started_at and lease_expires_at, then 12 values per claimed job: its id,
+-- then CLAIMED_FIELDS (spec, and the fields a claim does not set); Python builds the records,
+-- so Redis spends no time on JSON.
 
-local worker_id, lease_until, limit, token = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local worker_id, limit = ARGV[3], tonumber(ARGV[5])
+local lease_until = fmt(NOW + tonumber(ARGV[4]))
 
 -- A claim sent again after its reply was lost returns what the first attempt claimed.
 local function replay()
   local memo = call('GET', KEYS[2])
-  if not memo or string.sub(memo, 1, #token) ~= token then
+  if not memo then
     return nil
   end
-  local out = {}
-  for _, id in ipairs(cjson.decode(string.sub(memo, #token + 1))) do
-    local f = call('HMGET', K_JOB(id), 'status', 'worker_id', unpack(CLAIMED_FIELDS))
+  local out = {NOW_S, lease_until}
+  for _, id in ipairs(cjson.decode(memo)) do
+    local f = call('HMGET', K_JOB(id), 'status', 'worker_id', 'started_at', 'lease_expires_at',
+      unpack(CLAIMED_FIELDS))
     if f[1] == 'processing' and f[2] == worker_id then
+      out[1], out[2] = f[3], f[4]
       out[#out + 1] = id
-      for i = 3, #f do
+      for i = 5, #f do
         out[#out + 1] = f[i]
       end
     end
@@ -54,7 +60,7 @@ end
 -- Claim one job; append what Python needs of it to `out`.
 local function claim(id, out)
   local f = call('HMGET', K_JOB(id), unpack(CLAIMED_FIELDS))
-  f[2], f[3] = tonumber(f[2]) + 1, tonumber(f[3]) + 1
+  f[2], f[3], f[11] = tonumber(f[2]) + 1, tonumber(f[3]) + 1, (tonumber(f[11]) or 0) + 1
   call('HDEL', K_JOB(id), 'where')
   call('ZADD', K_LEASES, lease_until, id)
   set_status(id, 'pending', 'processing', {'attempts', f[2], 'fence', f[3],
@@ -66,14 +72,17 @@ local function claim(id, out)
   end
 end
 
-if ARGV[2] == '1' then
+if RESENT then
   local previous = replay()
   if previous then
     return previous
   end
 end
+if KEYS[3] ~= KEYS[2] then
+  call('DEL', KEYS[3])
+end
 promote(1000)
-local claimed, ids, emptied = {}, {}, {}
+local claimed, ids, emptied = {NOW_S, lease_until}, {}, {}
 for _, c in ipairs(candidates()) do
   if #ids >= limit then
     break
@@ -93,6 +102,6 @@ if #ids < limit then
   call('DEL', K_QUIET) -- the caller goes idle: the next job must send a notice
 end
 if #ids > 0 then
-  call('SET', KEYS[2], token .. cjson.encode(ids), 'PX', 60000)
+  call('SET', KEYS[2], cjson.encode(ids), 'PX', 60000)
 end
 return claimed

@@ -1,6 +1,7 @@
 -- enqueue_many: store new PENDING jobs, all or nothing.
--- ARGV: now, resend (0/1), count, then per record:
---   id, spec (JSON), job_type, rank, ttl?, max_retries, retry_delay, unique_key?, execute_at?,
+-- ARGV: now, resend flag and call token, count, then per record:
+--   id, spec (JSON), job_type, rank, ttl?, max_retries, retry_delay, unique_key?, execute_at?
+--   (on the caller's clock), max_lost,
 --   number of dependencies, followed by that many dependency ids.
 -- Returns {'ok', id...} (a held unique key gives its holder's id), {'duplicate', id} or
 -- {'unknown', id...}; nothing is stored unless 'ok'.
@@ -10,12 +11,13 @@ local function read_records()
   for _ = 1, tonumber(ARGV[3]) do
     local r = {id = ARGV[at], spec = ARGV[at + 1], job_type = ARGV[at + 2], rank = ARGV[at + 3],
       ttl = opt(ARGV[at + 4]), max_retries = ARGV[at + 5], retry_delay = ARGV[at + 6],
-      unique_key = opt(ARGV[at + 7]), execute_at = opt(ARGV[at + 8]), deps = {}}
-    local n = tonumber(ARGV[at + 9])
+      unique_key = opt(ARGV[at + 7]), execute_at = to_store(opt(ARGV[at + 8])),
+      max_lost = ARGV[at + 9], deps = {}}
+    local n = tonumber(ARGV[at + 10])
     for j = 1, n do
-      r.deps[j] = ARGV[at + 9 + j]
+      r.deps[j] = ARGV[at + 10 + j]
     end
-    at = at + 10 + n
+    at = at + 11 + n
     records[#records + 1] = r
   end
   return records
@@ -94,7 +96,8 @@ local function store(r)
   r.pending_deps = n
   local fields = {'spec', r.spec, 'job_type', r.job_type, 'rank', r.rank, 'seq', r.seq,
     'max_retries', r.max_retries, 'retry_delay', r.retry_delay, 'status', 'pending',
-    'attempts', 0, 'fence', 0, 'pending_deps', n, 'updated_at', NOW_S}
+    'attempts', 0, 'fence', 0, 'pending_deps', n, 'updated_at', NOW_S, 'lost', 0,
+    'max_lost', r.max_lost, 'update_seq', 1}
   for _, name in ipairs({'ttl', 'execute_at', 'unique_key'}) do
     if r[name] then
       extend(fields, {name, r[name]})
@@ -118,7 +121,7 @@ local function store(r)
 end
 
 local records = read_records()
-if ARGV[2] == '1' then
+if RESENT then
   local ids = replay(records)
   if ids then
     return ids

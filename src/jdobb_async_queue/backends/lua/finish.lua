@@ -1,26 +1,14 @@
--- finish_many: apply outcomes to PROCESSING jobs whose fence matches.
--- ARGV: now, resend (0/1), count, then per outcome: job id, kind (complete/fail/release),
---   fence?, results? (JSON), error?, retry (0/1), jitter.
+-- finish_many: apply decided outcomes (see `_policy`) to PROCESSING jobs whose fence matches.
+-- ARGV: now, resend flag and call token, count, then per outcome: job id, kind
+--   (complete/retry/fail/release), fence?, results? (JSON), error?, delay (seconds, for retry).
 -- Returns one 0/1 per outcome.
 
-local function fail(id, f, err, retry, jitter)
-  local attempts = tonumber(f.attempts)
-  local fields = err and {'error', err} or nil
-  if retry and attempts <= tonumber(f.max_retries) then
-    local base = math.min(tonumber(f.retry_delay) * 2 ^ math.max(attempts - 1, 0), MAX_BACKOFF)
-    if not err then
-      call('HDEL', K_JOB(id), 'error')
-    end
-    requeue(id, f, fmt(NOW + base * (1.0 + BACKOFF_JITTER * jitter)), fields)
-  else
-    end_job(id, f, 'failed', fields, not err and {'error'} or nil)
-  end
-end
+local EVENTS = {complete = 'complete', retry = 'retry_later', fail = 'fail', release = 'release'}
 
-local function finish(id, kind, fence, results, err, retry, jitter)
+local function finish(id, kind, fence, results, err, delay)
   local f = load(id, kind == 'complete' and ENDING or FIELDS)
-  if not held(f, fence, kind) then
-    return ARGV[2] == '1' and f and changed_by_first_attempt(id, fence) and 1 or 0
+  if not held(f, fence, EVENTS[kind]) then
+    return RESENT and f and changed_by_first_attempt(id, fence) and 1 or 0
   end
   if kind == 'complete' then
     local fields = {'progress', '1.0'}
@@ -29,18 +17,25 @@ local function finish(id, kind, fence, results, err, retry, jitter)
     end
     end_job(id, f, 'complete', fields, {'error'})
   elseif kind == 'release' then
-    requeue(id, f, nil, {'attempts', tonumber(f.attempts) - 1})
+    call('HDEL', K_JOB(id), 'message', 'started_at')
+    requeue(id, f, nil, {'attempts', tonumber(f.attempts) - 1, 'progress', '0.0'})
+  elseif kind == 'retry' then
+    if not err then
+      call('HDEL', K_JOB(id), 'error')
+    end
+    requeue(id, f, fmt(NOW + delay), err and {'error', err} or nil)
   else
-    fail(id, f, err, retry, jitter)
+    end_job(id, f, 'failed', err and {'error', err} or nil, not err and {'error'} or nil)
   end
+  mark(id)
   return 1
 end
 
 local done, at = {}, 4
 for i = 1, tonumber(ARGV[3]) do
   done[i] = finish(ARGV[at], ARGV[at + 1], opt(ARGV[at + 2]), opt(ARGV[at + 3]),
-    opt(ARGV[at + 4]), ARGV[at + 5] == '1', tonumber(ARGV[at + 6]))
-  at = at + 7
+    opt(ARGV[at + 4]), tonumber(ARGV[at + 5]))
+  at = at + 6
 end
 wake_workers()
 return done

@@ -2,14 +2,14 @@
 -- after the generated ones (key names, state machine, backoff): see `_redis/scripts.py`. Every
 -- top-level definition starts with `local` at the start of a line, comments just above it.
 --
--- Conventions: KEYS[1] is the namespace prefix (its hash tag routes the call); ARGV[1] is `now`
--- as the caller formatted it, stored verbatim so Python reads back the very float it sent.
+-- Conventions: KEYS[1] is the namespace prefix (its hash tag routes the call); ARGV[1] is the
+-- clock: `now` as the caller formatted it (a test clock drives the store: stored verbatim, so
+-- Python reads back the very float it sent), or '~' .. the caller's now: the server's TIME is
+-- the store's now, and absolute times the caller passes are moved onto it (`to_store`).
 -- Optional string arguments come as '' (None) or '=' .. value. A field that is None is absent
 -- from the job's hash. Redis calls are the cost here (a few microseconds each): read a job's
 -- fields with one HMGET and write them with one HSET where possible.
 
-local NOW_S = ARGV[1]
-local NOW = tonumber(NOW_S)
 local call = redis.call
 
 -- Shortest decimal text that reads back as exactly `x`.
@@ -19,6 +19,31 @@ local function fmt(x)
     s = string.format('%.17g', x)
   end
   return s
+end
+
+-- The store's now (a number and its text) and the caller's now (see the conventions above).
+local function clock()
+  local arg = ARGV[1]
+  if string.sub(arg, 1, 1) ~= '~' then
+    local now = tonumber(arg)
+    return now, arg, now
+  end
+  local t = call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+  return now, fmt(now), tonumber(string.sub(arg, 2))
+end
+
+local NOW, NOW_S, CALLER_NOW = clock()
+
+-- An absolute time on the caller's clock (text), as text on the store's clock. Clocks within
+-- CLOCK_TOLERANCE seconds of each other count as agreeing (the difference is mostly the call's
+-- latency): the time is kept exactly as given.
+local CLOCK_TOLERANCE = 1.0
+local function to_store(t)
+  if not t or math.abs(NOW - CALLER_NOW) <= CLOCK_TOLERANCE then
+    return t
+  end
+  return fmt(tonumber(t) - CALLER_NOW + NOW)
 end
 
 local function opt(s)
@@ -75,7 +100,7 @@ end
 
 -- What a claim returns of each job besides its id (the order `codec.claimed_records` reads).
 local CLAIMED_FIELDS = {'spec', 'attempts', 'fence', 'progress', 'message', 'error', 'execute_at',
-  'deps'}
+  'deps', 'lost', 'max_lost', 'update_seq'}
 
 -- Fields a job's transitions read, with one HMGET: those ending a job, and those it needs to be
 -- filed again.
@@ -83,7 +108,7 @@ local ENDING = {'status', 'fence', 'ttl', 'unique_key', 'dependents', 'where', '
   'rank', 'seq'}
 local FIELDS = {'status', 'fence', 'ttl', 'unique_key', 'dependents', 'where', 'job_type',
   'rank', 'seq', 'attempts', 'max_retries', 'retry_delay', 'execute_at', 'pending_deps',
-  'expires_at'}
+  'expires_at', 'lost', 'max_lost'}
 
 -- The job's `names` (default: FIELDS) as a table (absent ones nil), or nil if there is no such
 -- job. `names` must start with 'status'.
@@ -122,10 +147,21 @@ local function set_status(id, old, new, fields)
   end
   call('ZADD', K_STATUS(new), next_seq(), id)
   call('HSET', K_JOB(id), 'status', new, 'updated_at', NOW_S, unpack(fields or {}))
+  call('HINCRBY', K_JOB(id), 'update_seq', 1)
 end
 
 local function json_str(s)
   return cjson.encode(s)
+end
+
+-- Tell the job's subscribers it is gone (deleted), if anybody listens.
+local function publish_gone(id)
+  local channel = CH_UPDATES(id)
+  if call('PUBSUB', 'NUMSUB', channel)[2] == 0 then
+    return
+  end
+  call('PUBLISH', channel, '{"job_id":' .. json_str(id) .. ',"status":"cancelled","timestamp":'
+    .. NOW_S .. ',"gone":true}')
 end
 
 -- Publish the job's UpdateRecord on its channel, if anybody listens there.
@@ -135,9 +171,9 @@ local function publish_update(id)
     return
   end
   local f = call('HMGET', K_JOB(id), 'status', 'progress', 'message', 'results', 'error',
-    'updated_at')
+    'updated_at', 'update_seq')
   local out = {'{"job_id":', json_str(id), ',"status":"', f[1], '","progress":', f[2] or '0',
-    ',"timestamp":', f[6]}
+    ',"timestamp":', f[6], ',"update_seq":', f[7] or '1'}
   if f[3] then
     out[#out + 1] = ',"message":' .. json_str(f[3])
   end
@@ -151,6 +187,7 @@ local function publish_update(id)
   call('PUBLISH', channel, table.concat(out))
 end
 
+local INT_FIELDS = {'lost', 'max_lost', 'update_seq'}
 local NUMBER_FIELDS = {'progress', 'completed_at', 'execute_at', 'started_at', 'lease_expires_at',
   'expires_at'}
 local STRING_FIELDS = {'message', 'error', 'worker_id'}
@@ -166,6 +203,11 @@ local function record_json(id)
     ',"fence":', h.fence, ',"pending_deps":', h.pending_deps or '0', ',"updated_at":',
     h.updated_at}
   for _, name in ipairs(NUMBER_FIELDS) do
+    if h[name] then
+      out[#out + 1] = ',"' .. name .. '":' .. h[name]
+    end
+  end
+  for _, name in ipairs(INT_FIELDS) do
     if h[name] then
       out[#out + 1] = ',"' .. name .. '":' .. h[name]
     end
@@ -352,6 +394,7 @@ local function delete_job(id, status)
   call('ZREM', K_STATUS(status), id)
   call('ZREM', K_EXPIRY(status), id)
   call('DEL', K_JOB(id), K_DEPS(id))
+  publish_gone(id)
   local reason = {'error', dependency_error(id, 'deleted')}
   for _, dep in ipairs(orphans) do
     local g = load(dep, ENDING)
@@ -403,8 +446,14 @@ local function held(f, fence, event)
 end
 
 -- For a call sent again after its reply was lost: whether the first attempt already changed the
--- job (nobody else stores this very `now` in updated_at).
+-- job. Each call carries a token of its own (OP), which the changes it makes store in `op`.
+local RESENT, OP = string.sub(ARGV[2], 1, 1) == '1', string.sub(ARGV[2], 2)
 local function changed_by_first_attempt(id, fence)
-  local f = call('HMGET', K_JOB(id), 'updated_at', 'fence')
-  return f[1] == NOW_S and (fence == nil or f[2] == fence)
+  local f = call('HMGET', K_JOB(id), 'op', 'fence')
+  return f[1] == OP and (fence == nil or f[2] == fence)
+end
+
+-- Mark the job as changed by this call (see `changed_by_first_attempt`).
+local function mark(id)
+  call('HSET', K_JOB(id), 'op', OP)
 end

@@ -2,7 +2,8 @@
 -- PENDING jobs come in claim order (claimable by priority then age, then scheduled ones by due
 -- time, then those waiting on dependencies); other statuses most recently updated first.
 -- ARGV: now, status?, job_type?, limit, offset.
--- Returns a JSON array of JobRecords.
+-- Returns each job's id then its JobRecord JSON (decoded one by one: a corrupt record is set
+-- aside without losing the others).
 
 local status, job_type = opt(ARGV[2]), opt(ARGV[3])
 local limit, offset = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -86,8 +87,8 @@ local function of_type(id)
 end
 
 local function collect(next_id, check)
-  local out, skipped = {}, 0
-  while #out < limit do
+  local out, skipped, taken = {}, 0, 0
+  while taken < limit do
     local id = next_id()
     if not id then
       break
@@ -96,11 +97,13 @@ local function collect(next_id, check)
       if skipped < offset then
         skipped = skipped + 1
       else
+        out[#out + 1] = id
         out[#out + 1] = record_json(id)
+        taken = taken + 1
       end
     end
   end
-  return json_array(out)
+  return out
 end
 
 local function scheduled_id(member)
@@ -127,7 +130,7 @@ local function alive_of_type(id)
 end
 
 if limit <= 0 then
-  return '[]'
+  return {}
 end
 if status == 'pending' then
   promote(1000)

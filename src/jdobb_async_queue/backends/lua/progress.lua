@@ -17,6 +17,7 @@ for i = 1, tonumber(ARGV[2]) do
       extend(fields, {'message', message})
     end
     call('HSET', K_JOB(id), unpack(fields))
+    call('HINCRBY', K_JOB(id), 'update_seq', 1)
     call('ZADD', K_STATUS('processing'), next_seq(), id)
     publish_update(id)
     done[i] = 1

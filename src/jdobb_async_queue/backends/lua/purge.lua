@@ -6,7 +6,7 @@
 -- examined. Jobs that ended after the purge began (their score is above the ceiling: a worker
 -- finished them, or the purge itself cancelled them) are left for the next purge.
 
-local status, before, job_type = ARGV[2], opt(ARGV[3]), opt(ARGV[4])
+local status, before, job_type = ARGV[2], to_store(opt(ARGV[3])), opt(ARGV[4])
 local budget, cursor = tonumber(ARGV[5]), ARGV[6]
 local ceiling = opt(ARGV[7]) or (call('GET', K_SEQ) or '0')
 if not IS_TERMINAL[status] then

@@ -1,8 +1,8 @@
 -- renew_many: extend the leases of PROCESSING jobs whose fence matches.
--- ARGV: now, lease_expires_at, count, then per lease: job id, fence.
+-- ARGV: now, lease duration (seconds), count, then per lease: job id, fence.
 -- Returns one 0/1 per lease.
 
-local lease_until, done, at = ARGV[2], {}, 4
+local lease_until, done, at = fmt(NOW + tonumber(ARGV[2])), {}, 4
 for i = 1, tonumber(ARGV[3]) do
   local id, fence = ARGV[at], ARGV[at + 1]
   at = at + 2
