@@ -1,18 +1,51 @@
-"""Developer sessions: ``nox -s tests-asyncio tests-trio lint types``."""
+"""Developer and CI sessions.
+
+``nox -s tests`` runs the whole suite on every supported Python (3.10 to 3.13) and both event
+loops; ``nox -s "tests-3.12(loop='trio')"`` one cell of it; ``nox -s contract`` the contract
+suite and the examples, which is what CI runs on the Pythons other than 3.11 (see ``.ci/run``).
+Interpreters are found on PATH or under pyenv (``~/.pyenv/versions/3.1x.y``).
+"""
 
 from __future__ import annotations
 
+import glob
+import os
+
 import nox
 
-nox.options.sessions = ["tests", "lint", "types"]
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+LOOPS = ["asyncio", "trio"]
+
+nox.options.sessions = ["tests", "lint", "types", "docs"]
+nox.options.reuse_existing_virtualenvs = True
 
 
-@nox.session
-@nox.parametrize("loop", ["asyncio", "trio"])
+def _add_pyenv_to_path() -> None:
+    """Let nox find pyenv's interpreters (``python3.1x``) when they are not on PATH."""
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    found = sorted(glob.glob(os.path.join(root, "versions", "3.1[0-9].*", "bin")))
+    if found:
+        os.environ["PATH"] = os.pathsep.join([*found, os.environ.get("PATH", "")])
+
+
+_add_pyenv_to_path()
+
+
+@nox.session(python=PYTHONS)
+@nox.parametrize("loop", LOOPS)
 def tests(session: nox.Session, loop: str) -> None:
     """The whole suite on one event loop (every backend; a redis-server must be on PATH)."""
     session.install("-e", ".[test]")
-    session.run("pytest", "-k", loop, *session.posargs)
+    session.run("python", "-m", "pytest", "-k", loop, *session.posargs)
+
+
+@nox.session(python=PYTHONS)
+@nox.parametrize("loop", LOOPS)
+def contract(session: nox.Session, loop: str) -> None:
+    """The contract suite (every backend) and the examples, on one event loop."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "tests/contract", "-k", loop, *session.posargs)
+    session.run("python", "-m", "pytest", "tests/test_examples.py", *session.posargs)
 
 
 @nox.session
@@ -23,15 +56,15 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", "src")
 
 
-@nox.session
+@nox.session(python="3.11")
 def types(session: nox.Session) -> None:
-    """mypy --strict on src/."""
+    """mypy --strict on src/ (the config checks it as Python 3.10)."""
     session.install("-e", ".[dev]")
     session.run("mypy", "src")
 
 
-@nox.session
+@nox.session(python="3.11")
 def docs(session: nox.Session) -> None:
-    """Build the site; examples are included from examples/ by pymdownx.snippets."""
+    """Build the site with warnings as errors, API reference included (mkdocstrings)."""
     session.install("-e", ".[docs]")
-    session.run("mkdocs", "build")
+    session.run("mkdocs", "build", "--strict")

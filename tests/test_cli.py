@@ -399,6 +399,70 @@ def test_purge(store: Store) -> None:
     assert_one_error_line(store.run("purge", "--status", "pending"), 2)
 
 
+def test_list_shows_when_a_job_is_due_and_what_it_waits_on(store: Store) -> None:
+    later = store.enqueue("add", "--delay", "3600")
+    first = store.enqueue("add", "--data", '{"a": 1, "b": 2}')
+    second = store.enqueue("add", "--data", '{"a": 3, "b": 4}')
+    after_both = store.enqueue("add", "--depends-on", first, "--depends-on", second)
+    now = store.enqueue("add")
+
+    rows = {line.split()[0]: line for line in store.ok("list").splitlines() if line.strip()}
+    assert "pending, due in 1h" in rows[later], rows[later]
+    assert "pending, waiting on 2" in rows[after_both], rows[after_both]
+    assert "due in" not in rows[now] and "waiting on" not in rows[now]
+
+    store.ok("cancel", later)  # so the burst worker below does not wait on it
+    store.ok("cancel", second)
+    # A cancelled dependency cancels its dependants: nothing waits any more.
+    assert store.json("status", after_both)["status"] == "cancelled"
+    rows = {line.split()[0]: line for line in store.ok("list").splitlines() if line.strip()}
+    assert "waiting on" not in rows[after_both]
+    assert "due in" not in rows[later]  # only PENDING jobs say when they are due
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list"],
+        ["stats"],
+        ["status", "some-id"],
+        ["status", "some-id", "--follow"],
+        ["cancel", "some-id"],
+        ["retry", "some-id"],
+        ["purge"],
+    ],
+)
+def test_commands_that_read_refuse_a_missing_sqlite_file(args: list[str], tmp_path: Path) -> None:
+    typo = tmp_path / "typo.db"
+    result = run_cli("--url", f"sqlite:///{typo}", *args, env=_env(None, "default"))
+    line = assert_one_error_line(result, 1)
+    assert f"no queue at {typo}" in line and "does not exist" in line, line
+    assert not typo.exists()
+
+
+def test_relative_sqlite_path_is_named_in_full(tmp_path: Path) -> None:
+    assert CLI is not None
+    result = subprocess.run(
+        [CLI, "--url", "sqlite:///typo.db", "list"], env=_env(None, "default"), cwd=tmp_path,
+        capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    line = assert_one_error_line(result, 1)
+    assert str(tmp_path / "typo.db") in line
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_enqueue_and_worker_create_a_new_sqlite_file(tmp_path: Path) -> None:
+    fresh = Store(f"sqlite:///{tmp_path / 'by-enqueue.db'}", "default")
+    job_id = fresh.enqueue("add", "--data", '{"a": 1, "b": 1}')
+    assert (tmp_path / "by-enqueue.db").exists()
+    assert [job["id"] for job in fresh.json("list")] == [job_id]
+
+    by_worker = Store(f"sqlite:///{tmp_path / 'by-worker.db'}", "default")
+    by_worker.ok("worker", "jobs:make_worker", "--burst")
+    assert (tmp_path / "by-worker.db").exists()
+    assert by_worker.json("stats")["pending"] == 0
+
+
 # -- bad input: one line, no traceback ---------------------------------------------------------
 
 

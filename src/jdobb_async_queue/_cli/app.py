@@ -72,17 +72,22 @@ def configure(
     ctx.obj = QueueAddress(url, namespace)
 
 
-def _run(ctx: typer.Context, op: QueueOp) -> None:
-    """Run ``op`` on asyncio with the queue of the global options; exit with what it returns."""
+def _run(ctx: typer.Context, op: QueueOp, *, create: bool = False) -> None:
+    """Run ``op`` on asyncio with the queue of the global options; exit with what it returns.
+
+    :param create: whether a SQLite file that does not exist yet may be created (only for
+        commands that add jobs: the others refuse a missing file rather than read an empty one)
+    """
     address = ctx.find_object(QueueAddress)
     assert address is not None  # the app callback always sets it
-    code = anyio.run(_with_queue, address, op)
+    queue = address.open(create=create)
+    code = anyio.run(_with_queue, queue, op)
     if code:
         raise typer.Exit(code)
 
 
-async def _with_queue(address: QueueAddress, op: QueueOp) -> int:
-    async with address.open() as queue:
+async def _with_queue(queue: JobQueue, op: QueueOp) -> int:
+    async with queue:
         return await op(queue)
 
 
@@ -154,7 +159,7 @@ def enqueue(
             typer.echo(new_id)
         return 0
 
-    _run(ctx, op)
+    _run(ctx, op, create=True)
 
 
 @app.command()
@@ -208,10 +213,33 @@ def list_jobs(
         if as_json:
             emit_json([job.model_dump(mode="json") for job in jobs])
         else:
-            stdout.print(jobs_table(jobs, limit=limit, width=stdout.width))
+            waiting = await _unfinished_dependencies(queue, jobs)
+            stdout.print(jobs_table(jobs, limit=limit, width=stdout.width, waiting=waiting))
         return 0
 
     _run(ctx, op)
+
+
+async def _unfinished_dependencies(queue: JobQueue, jobs: list[Job]) -> dict[str, int]:
+    """For each PENDING job with dependencies, how many of them are not COMPLETE yet.
+
+    A dependency that is gone (its ttl ran out after it completed) counts as finished.
+    """
+    statuses: dict[str, JobStatus | None] = {}
+    counts: dict[str, int] = {}
+    for job in jobs:
+        if job.status is not JobStatus.PENDING or not job.depends_on:
+            continue
+        for dep in job.depends_on:
+            if dep not in statuses:
+                found = await queue.get(dep)
+                statuses[dep] = None if found is None else found.status
+        unfinished = sum(
+            1 for dep in job.depends_on if statuses[dep] not in (None, JobStatus.COMPLETE)
+        )
+        if unfinished:
+            counts[job.id] = unfinished
+    return counts
 
 
 @app.command()

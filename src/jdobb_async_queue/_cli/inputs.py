@@ -7,14 +7,16 @@ prints one ``Invalid value for ...`` line and exits with status 2 (a usage error
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import typer
 
 from .._queue import JobQueue
+from .boundary import CommandError
 
 __all__ = ["URL_ENV", "NAMESPACE_ENV", "QueueAddress", "parse_json_object", "parse_time"]
 
@@ -33,11 +35,15 @@ class QueueAddress:
     url: str | None
     namespace: str
 
-    def open(self) -> JobQueue:
+    def open(self, *, create: bool = False) -> JobQueue:
         """Build the :class:`JobQueue` (no I/O yet: backends connect on first use).
 
+        :param create: whether the command may create a SQLite file that does not exist yet
+            (``enqueue`` may; commands that read or change existing jobs may not, so that a
+            mistyped path is an error instead of a new, empty queue)
         :raises typer.BadParameter: when no URL was given, it is not a URL, or it is
             ``memory://`` (each command is its own process, so its memory would be empty)
+        :raises CommandError: for a ``sqlite://`` file that does not exist, unless ``create``
         :raises ConfigurationError: from :class:`JobQueue` for a URL no backend takes
         """
         url = self.url
@@ -53,7 +59,26 @@ class QueueAddress:
                 f"queue: use {_EXAMPLES}",
                 param_hint=_URL_HINT,
             )
+        if not create:
+            _require_sqlite_file(url)
         return JobQueue(backend=url, namespace=self.namespace)
+
+
+def _require_sqlite_file(url: str) -> None:
+    """Refuse a ``sqlite://`` URL whose file does not exist (other URLs pass unchecked).
+
+    A malformed SQLite URL passes too: the backend rejects it with its own message.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc or len(parts.path) < 2:
+        return
+    path = unquote(parts.path[1:])
+    if path == ":memory:" or os.path.exists(path):
+        return
+    raise CommandError(
+        f"no queue at {os.path.abspath(path)}: the file does not exist (check --url; "
+        f"'enqueue' and 'worker' create a new queue, other commands only open an existing one)"
+    )
 
 
 def parse_json_object(text: str | None, option: str) -> dict[str, Any] | None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 from rich import box
@@ -119,28 +119,46 @@ def _time_rows(job: Job) -> Iterable[tuple[str, str]]:
         yield "duration", f"{job.duration * 1000:.1f} ms"
 
 
-def jobs_table(jobs: list[Job], *, limit: int, width: int) -> Table:
+def jobs_table(
+    jobs: list[Job],
+    *,
+    limit: int,
+    width: int,
+    waiting: Mapping[str, int] | None = None,
+    now: datetime | None = None,
+) -> Table:
     """One row per job; a caption says when ``--limit`` may have cut the list short.
 
     Ids are never cut (people copy them), so below 100 columns the priority and attempt count
     are left out (``status`` shows them) to keep every row on one line of an 80-column terminal.
+    A PENDING job that cannot be claimed yet says why beside its status: ``waiting on N``
+    (``waiting`` maps job ids to their unfinished dependencies) and ``due in 1h`` for a job
+    whose ``execute_at`` is after ``now`` (default: the current time).
     """
-    wide = width >= 100
+    moment = datetime.now(timezone.utc) if now is None else now
+    waiting = waiting or {}
+    statuses = [_status_cell(job, waiting.get(job.id, 0), moment) for job in jobs]
+    # A note beside a status ("pending, due in 1h") makes the column wider than the status alone.
+    longest_note = max(
+        (len(cell) - len(job.status.value) for cell, job in zip(statuses, jobs, strict=False)),
+        default=0,
+    )
+    wide = width >= 100 + longest_note
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0), header_style="bold")
     table.add_column("ID", no_wrap=True)
     table.add_column("TYPE", min_width=8)
-    table.add_column("STATUS", no_wrap=True)
+    table.add_column("STATUS")  # wraps after the comma of a note when the terminal is narrow
     if wide:
         table.add_column("PRIORITY", no_wrap=True)
         table.add_column("TRIES", justify="right", no_wrap=True)
     table.add_column("DONE", justify="right", no_wrap=True)
     table.add_column("UPDATED", no_wrap=True)
-    for job in jobs:
+    for job, status in zip(jobs, statuses, strict=False):
         extra = [job.priority.value, str(job.attempts)] if wide else []
         table.add_row(
             Text(job.id),
             Text(job.job_type),
-            styled_status(job.status),
+            status,
             *extra,
             f"{job.progress:.0%}",
             _when(job.updated_at, short=True),
@@ -150,6 +168,36 @@ def jobs_table(jobs: list[Job], *, limit: int, width: int) -> Table:
     elif len(jobs) == limit:
         table.caption = f"first {limit} shown: use --limit / --offset for more"
     return table
+
+
+def _status_cell(job: Job, waiting_on: int, now: datetime) -> Text:
+    """The status, and for a PENDING job not claimable yet, why: dependencies, then the time."""
+    cell = styled_status(job.status)
+    if job.status is not JobStatus.PENDING:
+        return cell
+    notes = []
+    if waiting_on:
+        notes.append(f"waiting on {waiting_on}")
+    if job.execute_at is not None and job.execute_at > now:
+        notes.append(f"due in {_span((job.execute_at - now).total_seconds())}")
+    if notes:
+        cell.append(", " + ", ".join(notes), style="dim")
+    return cell
+
+
+def _span(seconds: float) -> str:
+    """A rounded, readable length of time: ``45s``, ``12m``, ``1h``, ``2h 30m``, ``3d 4h``."""
+    total = max(1, round(seconds))
+    if total < 60:
+        return f"{total}s"
+    minutes = round(total / 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h" if hours else f"{days}d"
 
 
 def stats_table(stats: QueueStats) -> Table:
