@@ -1,4 +1,12 @@
-"""Storage backends behind one contract, :class:`~jdobb_async_queue.backends.base.QueueBackend`.
+"""Storage backends behind one public contract, :class:`QueueBackend`.
+
+Everything a backend receives or returns, and every helper a backend author needs, is
+importable from here: the records (:class:`JobRecord`, :class:`Outcome`, :class:`Lease`,
+:class:`ProgressUpdate`, :class:`UpdateRecord`, :class:`WorkerRecord`, :class:`Notice`), the
+state machine (:class:`Event`, :func:`sources`, :func:`transition`), the decisions a store
+applies itself (:func:`lost_ends_job`, :func:`lost_error`, :func:`dependency_error`), and the
+errors a backend raises. See ``docs/backends.md`` for a worked example and for running the
+shipped contract suite (``jdobb_async_queue.testing.contract``) against your own backend.
 
 ``open_backend`` turns the ``backend=`` / ``url=`` arguments of :class:`JobQueue` into an instance.
 The SQLite and Redis modules are imported only when asked for.
@@ -8,25 +16,77 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from .._errors import BackendUnavailable as BackendUnavailable
 from .._errors import ConfigurationError, MissingDependencyError
+from .._errors import DuplicateJobError as DuplicateJobError
+from .._errors import QueueClosedError as QueueClosedError
+from .._errors import UnknownDependencyError as UnknownDependencyError
+from .._models import QueueStats as QueueStats
+from .._policy import dependency_error as dependency_error
+from .._policy import lost_ends_job as lost_ends_job
+from .._policy import lost_error as lost_error
+from .._records import DEFAULT_MAX_LOST as DEFAULT_MAX_LOST
+from .._records import PRIORITY_RANK as PRIORITY_RANK
+from .._records import JobRecord as JobRecord
+from .._records import Lease as Lease
+from .._records import Outcome as Outcome
+from .._records import ProgressUpdate as ProgressUpdate
+from .._records import UpdateRecord as UpdateRecord
+from .._records import WorkerRecord as WorkerRecord
+from .._records import gone_update as gone_update
+from .._records import record_update as record_update
+from .._states import Event as Event
+from .._states import sources as sources
+from .._states import transition as transition
+from .base import WORKER_TTL as WORKER_TTL
+from .base import Notice as Notice
 from .base import QueueBackend
 from .memory import MemoryBackend
 
-__all__ = ["BACKEND_NAMES", "MemoryBackend", "QueueBackend", "open_backend"]
+__all__ = [
+    "BACKEND_NAMES",
+    "BackendUnavailable",
+    "DEFAULT_MAX_LOST",
+    "DuplicateJobError",
+    "Event",
+    "JobRecord",
+    "Lease",
+    "MemoryBackend",
+    "Notice",
+    "Outcome",
+    "PRIORITY_RANK",
+    "ProgressUpdate",
+    "QueueBackend",
+    "QueueClosedError",
+    "QueueStats",
+    "UnknownDependencyError",
+    "UpdateRecord",
+    "WORKER_TTL",
+    "WorkerRecord",
+    "dependency_error",
+    "gone_update",
+    "lost_ends_job",
+    "lost_error",
+    "open_backend",
+    "record_update",
+    "sources",
+    "transition",
+]
 
 #: The backend names ``JobQueue(backend=...)`` accepts, with the URL schemes each takes.
 BACKEND_NAMES: dict[str, tuple[str, ...]] = {
     "memory": ("memory",),
     "sqlite": ("sqlite",),
     "redis": ("redis", "rediss", "unix"),
+    "postgres": ("postgres", "postgresql"),
 }
 
 
 def open_backend(backend: QueueBackend | str, url: str | None, namespace: str) -> QueueBackend:
     """Return the backend that ``JobQueue(backend=..., url=..., namespace=...)`` asks for.
 
-    ``backend`` is an instance (used as is), a name (``"memory"``, ``"sqlite"``, ``"redis"``)
-    or a URL whose scheme names the backend (``"sqlite:///jobs.db"``).
+    ``backend`` is an instance (used as is), a name (``"memory"``, ``"sqlite"``, ``"redis"``,
+    ``"postgres"``) or a URL whose scheme names the backend (``"sqlite:///jobs.db"``).
 
     :raises ConfigurationError: for an unknown name, or a URL the backend cannot take
     :raises MissingDependencyError: when the backend's extra is not installed
@@ -47,6 +107,8 @@ def open_backend(backend: QueueBackend | str, url: str | None, namespace: str) -
         return MemoryBackend()
     if backend == "sqlite":
         return _open_sqlite(url)
+    if backend == "postgres":
+        return _open_postgres(url, namespace)
     return _open_redis(url or "redis://localhost:6379/0", namespace)
 
 
@@ -82,6 +144,7 @@ def _forms(backend: str) -> str:
         "memory": "the memory backend takes no URL (or memory://)",
         "sqlite": "use sqlite:///relative/path.db, sqlite:////absolute/path.db or sqlite:///:memory:",
         "redis": "use redis://[user:password@]host[:port][/db], rediss://... or unix:///path.sock",
+        "postgres": "use postgresql://[user[:password]@]host[:port]/database (or postgres://)",
     }[backend]
 
 
@@ -101,3 +164,15 @@ def _open_redis(url: str, namespace: str) -> QueueBackend:
     from .redis import RedisBackend
 
     return RedisBackend(url, namespace=namespace)
+
+
+def _open_postgres(url: str | None, namespace: str) -> QueueBackend:
+    if url is None:
+        raise ConfigurationError(f"the 'postgres' backend needs a url: {_forms('postgres')}")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("postgres", "postgres", "psycopg") from None
+    from .postgres import PostgresBackend
+
+    return PostgresBackend(url, namespace=namespace)
