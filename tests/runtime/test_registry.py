@@ -67,3 +67,68 @@ async def test_workers_are_listed_oldest_first(make_queue: Any) -> None:
     await queue.backend.remove_worker("old")
     await queue.backend.remove_worker("unknown")
     assert [w.id for w in await queue.workers()] == ["young"]
+
+
+_OTHER_PROCESS = """
+import sys
+import anyio
+from jdobb_async_queue import JobQueue, Worker
+
+async def main(url, namespace):
+    async with JobQueue(backend=url, namespace=namespace) as queue:
+        worker = Worker(queue, max_concurrent=4, worker_id="elsewhere", poll_interval=0.05)
+
+        @worker.handler("x")
+        async def x(ctx):
+            return None
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            print("running", flush=True)
+            await anyio.to_thread.run_sync(sys.stdin.read)  # until the test closes stdin
+            await worker.stop()
+
+anyio.run(main, sys.argv[1], sys.argv[2], backend=sys.argv[3])
+"""
+
+
+async def test_workers_of_other_processes_are_listed(
+    make_queue: Any, backend_name: str, tmp_path: Any, anyio_backend: str, request: Any
+) -> None:
+    if backend_name in ("memory", "sqlite-memory"):
+        pytest.skip("a store of this process only")
+    import subprocess
+    import sys
+
+    queue: JobQueue = make_queue()
+    url = (
+        request.getfixturevalue("redis_url")
+        if backend_name == "redis"
+        else f"sqlite:///{tmp_path / 'jobs.db'}"
+    )
+    script = tmp_path / "other.py"
+    script.write_text(_OTHER_PROCESS)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), url, queue.namespace, anyio_backend],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        with anyio.fail_after(WAIT * 2):
+            while not [w for w in await queue.workers() if w.id == "elsewhere"]:
+                await anyio.sleep(0.05)
+        (info,) = [w for w in await queue.workers() if w.id == "elsewhere"]
+        assert info.pid == proc.pid
+        assert info.concurrency == 4
+        assert info.job_types == ["x"]
+        assert proc.stdin is not None
+        proc.stdin.close()
+        with anyio.fail_after(WAIT * 2):
+            while [w for w in await queue.workers() if w.id == "elsewhere"]:
+                await anyio.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+

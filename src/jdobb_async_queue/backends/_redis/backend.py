@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
+import msgspec
 
 from ..._errors import (
     ConfigurationError,
@@ -23,7 +24,15 @@ from ..._errors import (
     UnknownDependencyError,
 )
 from ..._models import QueueStats
-from ..._records import JobRecord, Lease, Outcome, ProgressUpdate, UpdateRecord, record_update
+from ..._records import (
+    JobRecord,
+    Lease,
+    Outcome,
+    ProgressUpdate,
+    UpdateRecord,
+    WorkerRecord,
+    record_update,
+)
 from .._resp import InvalidRedisURL, RedisClient
 from ..base import Notice, QueueBackend
 from . import codec
@@ -64,6 +73,9 @@ def acl_rule(user: str, password: str, namespace: str = "default") -> str:
 
 
 _STAT_FIELDS = ("pending", "processing", "complete", "failed", "cancelled", "scheduled", "waiting")
+
+
+_decode_worker = msgspec.json.Decoder(WorkerRecord).decode
 
 
 class RedisBackend(QueueBackend):
@@ -360,6 +372,29 @@ class RedisBackend(QueueBackend):
         self._check_open()
         channel = self._keys.updates(update.job_id)
         await self._calls.command("PUBLISH", channel, codec.encode_json(update))
+
+    # -- the worker registry (shared by every process on this server) -------------------------
+
+    async def register_worker(self, worker: WorkerRecord, *, now: float) -> None:
+        record = msgspec.structs.replace(worker, heartbeat_at=0.0)
+        args = [self._clock(now), "register", worker.id, msgspec.json.encode(record)]
+        await self._run(self._scripts.workers, args)
+
+    async def remove_worker(self, worker_id: str) -> None:
+        await self._run(self._scripts.workers, [self._clock(self.local_now()), "remove", worker_id])
+
+    async def list_workers(self, *, now: float) -> list[WorkerRecord]:
+        reply = await self._run(self._scripts.workers, [self._clock(now), "list"])
+        found: list[WorkerRecord] = []
+        for at in range(0, len(reply), 3):
+            try:
+                record = _decode_worker(reply[at + 1])
+            except msgspec.DecodeError:
+                log.error("an undecodable worker registry entry %r was skipped", reply[at])
+                continue
+            record.heartbeat_at = float(reply[at + 2])
+            found.append(record)
+        return sorted(found, key=lambda w: (w.started_at, w.id))
 
     async def _snapshot(self, job_id: str) -> UpdateRecord | None:
         record = await self.get(job_id, now=self.local_now())

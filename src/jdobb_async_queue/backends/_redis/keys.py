@@ -27,6 +27,8 @@ key (after the prefix)          type   holds
                                        lost reply returns the same jobs (expires in 60 s); one
                                        key per call, so claimers sharing a backend never clash
 ``corrupt:<id>``                hash   a job whose record could not be decoded, set aside
+``workers``                     hash   the worker registry: worker id -> its record (JSON)
+``heartbeats``                  zset   worker id, score: the store's time of its last heartbeat
 ==============================  =====  ==========================================================
 
 Channels (pub/sub, not keys): ``notices`` ("jobs", "cancel <fence> <id>") and ``updates:<id>`` (the
@@ -53,6 +55,8 @@ FIXED_KEYS: dict[str, str] = {
     "K_UNIQUE": "unique",
     "K_SEQ": "seq",
     "K_QUIET": "quiet",
+    "K_WORKERS": "workers",
+    "K_HEARTBEATS": "heartbeats",
     "CH_NOTICES": "notices",
 }
 

@@ -24,6 +24,7 @@ from ..._models import JobStatus
 from ..._policy import DEFAULT_MAX_LOST, dependency_error, lost_ends_job, lost_error
 from ..._states import Event, sources
 from .._resp import Script
+from ..base import WORKER_TTL
 from .keys import lua_header
 
 __all__ = ["Scripts", "constants_header", "load_scripts"]
@@ -88,6 +89,7 @@ def constants_header() -> str:
             f"local TERMINAL = {{{terminal}}}",
             f"local IS_TERMINAL = {_lua_set(s.value for s in _TERMINAL)}",
             f"local DEFAULT_MAX_LOST = {DEFAULT_MAX_LOST!r}",
+            f"local WORKER_TTL = {WORKER_TTL!r}",
             _dependency_error_lua(),
             _lost_error_lua(),
             _lost_rule_lua(),
@@ -157,6 +159,7 @@ class Scripts:
     purge: Script
     next_due: Script
     setaside: Script
+    workers: Script
 
 
 def assemble(name: str) -> str:
