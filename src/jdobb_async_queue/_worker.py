@@ -312,6 +312,13 @@ class Worker:
             raise ConfigurationError(f"no handler registered for job type(s): {', '.join(missing)}")
         return handlers, types
 
+    def check(self) -> list[str]:
+        """The job types this worker will claim, checked as ``run()`` checks them.
+
+        :raises ConfigurationError: if it has no job types, or one has no handler
+        """
+        return list(self._resolve()[1])
+
     # -- running -----------------------------------------------------------------------------
 
     @property

@@ -11,15 +11,25 @@ from typing import Annotated, Any
 
 import anyio
 import typer
+from rich.live import Live
 
 from .. import __version__
 from .._errors import JobNotFoundError
-from .._models import Job, JobPriority, JobStatus
+from .._models import Job, JobPriority, JobStatus, QueueStats
 from .._queue import JobQueue
+from ..health import check_store
 from .boundary import CommandError
 from .follow import follow_bar, follow_lines
 from .inputs import NAMESPACE_ENV, URL_ENV, QueueAddress, parse_json_object, parse_time
-from .render import emit_json, job_panel, jobs_table, stats_table, stdout
+from .render import (
+    emit_json,
+    job_panel,
+    jobs_table,
+    rates_table,
+    stats_table,
+    stdout,
+    workers_table,
+)
 from .serve import worker
 
 __all__ = ["app"]
@@ -243,15 +253,91 @@ async def _unfinished_dependencies(queue: JobQueue, jobs: list[Job]) -> dict[str
 
 
 @app.command()
-def stats(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """Count jobs by status."""
+def stats(
+    ctx: typer.Context,
+    as_json: JsonFlag = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Refresh a live table of counts and rates.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.1, metavar="SECONDS", help="Between refreshes (--watch).")
+    ] = 2.0,
+    count: Annotated[
+        int | None,
+        typer.Option(min=1, hidden=True, help="Stop --watch after this many refreshes."),
+    ] = None,
+) -> None:
+    """Count jobs by status (with --watch: live, with rates, until Ctrl-C)."""
 
     async def op(queue: JobQueue) -> int:
+        if watch:
+            await watch_stats(queue, interval=interval, count=count)
+            return 0
         counts = await queue.stats()
         if as_json:
             emit_json(counts.model_dump(mode="json"))
         else:
             stdout.print(stats_table(counts))
+        return 0
+
+    _run(ctx, op)
+
+
+async def watch_stats(queue: JobQueue, *, interval: float, count: int | None) -> None:
+    """Redraw the counts and their rates every ``interval`` seconds (``count`` times)."""
+    previous: tuple[float, QueueStats] | None = None
+    with Live(console=stdout, auto_refresh=False) as live:
+        shown = 0
+        while count is None or shown < count:
+            counts = await queue.stats()
+            now = anyio.current_time()
+            rates: dict[str, float] = {}
+            if previous is not None:
+                took = max(now - previous[0], 1e-9)
+                for name in type(counts).model_fields:
+                    rates[name] = (getattr(counts, name) - getattr(previous[1], name)) / took
+            previous = (now, counts)
+            live.update(rates_table(counts, rates), refresh=True)
+            shown += 1
+            if count is None or shown < count:
+                await anyio.sleep(interval)
+
+
+@app.command()
+def workers(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List the live workers (every running Worker registers itself)."""
+
+    async def op(queue: JobQueue) -> int:
+        found = await queue.workers()
+        if as_json:
+            emit_json([w.model_dump(mode="json") for w in found])
+        elif not found:
+            stdout.print("no live workers")
+        else:
+            stdout.print(workers_table(found))
+        return 0
+
+    _run(ctx, op)
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    min_workers: Annotated[
+        int, typer.Option(min=0, help="Also require at least this many live workers.")
+    ] = 0,
+) -> None:
+    """Exit 0 if the store answers (and enough workers are live), else 1, saying why."""
+
+    async def op(queue: JobQueue) -> int:
+        problem = await check_store(queue)
+        if problem is None and min_workers:
+            live = len(await queue.workers())
+            if live < min_workers:
+                problem = f"{live} live worker(s), fewer than --min-workers {min_workers}"
+        if problem is not None:
+            raise CommandError(f"unhealthy: {problem}")
+        stdout.print("ok")
         return 0
 
     _run(ctx, op)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,7 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .._models import Job, JobStatus, QueueStats
+from .._models import Job, JobStatus, QueueStats, WorkerInfo
 
 __all__ = [
     "STATUS_STYLES",
@@ -28,7 +28,9 @@ __all__ = [
     "emit_json_line",
     "job_panel",
     "jobs_table",
+    "rates_table",
     "stats_table",
+    "workers_table",
     "stdout",
     "styled_status",
 ]
@@ -223,3 +225,45 @@ def _compact(value: Any) -> str:
 def _when(moment: datetime, *, short: bool = False) -> str:
     """Local time, to the second: what people compare with their clock and with ``--before``."""
     return moment.astimezone().strftime("%m-%d %H:%M:%S" if short else "%Y-%m-%d %H:%M:%S")
+
+
+def workers_table(workers: Sequence[WorkerInfo]) -> Table:
+    """The live workers, oldest first."""
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("id", "host", "pid", "up since", "concurrency", "running", "types", "seen"):
+        table.add_column(column, overflow="fold")
+    for w in workers:
+        table.add_row(
+            w.id,
+            w.host,
+            str(w.pid),
+            _when(w.started_at, short=True),
+            str(w.concurrency),
+            str(len(w.running)),
+            ", ".join(w.job_types),
+            _when(w.heartbeat_at, short=True),
+        )
+    return table
+
+
+_RATE_ROWS = ("pending", "scheduled", "waiting", "processing", "complete", "failed", "cancelled")
+
+
+def rates_table(stats: QueueStats, rates: dict[str, float]) -> Table:
+    """Counts by status with their rates (jobs per second since the previous refresh)."""
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("status")
+    table.add_column("jobs", justify="right")
+    table.add_column("per s", justify="right")
+    for name in (
+        "pending",
+        "scheduled",
+        "waiting",
+        "processing",
+        "complete",
+        "failed",
+        "cancelled",
+    ):
+        rate = rates.get(name)
+        table.add_row(name, f"{getattr(stats, name):,}", "" if rate is None else f"{rate:+,.1f}")
+    return table

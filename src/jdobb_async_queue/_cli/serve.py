@@ -16,6 +16,7 @@ import enum
 import importlib
 import importlib.util
 import inspect
+import json
 import logging
 import os
 import signal
@@ -30,6 +31,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .._models import JobOutcome
 from .._worker import Worker
+from ..health import Route, serve_http, worker_health
 
 __all__ = ["Loop", "StopState", "load_target", "log_outcomes", "run_worker", "serve", "worker"]
 
@@ -43,6 +45,31 @@ class Loop(str, enum.Enum):
 
     ASYNCIO = "asyncio"
     TRIO = "trio"
+
+
+class LogLevel(str, enum.Enum):
+    """``worker --log-level``."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class LogFormat(str, enum.Enum):
+    """``worker --log-format``."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+@dataclass(frozen=True)
+class OpsPorts:
+    """Where ``worker`` serves its metrics and health endpoints (None: not served)."""
+
+    host: str = "0.0.0.0"
+    metrics: int | None = None
+    health: int | None = None
 
 
 def worker(
@@ -62,14 +89,38 @@ def worker(
     burst: Annotated[
         bool, typer.Option("--burst", help="Exit once no job is due and none is running.")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0, max=65535, help="Serve Prometheus metrics at http://HOST:PORT/metrics."
+        ),
+    ] = None,
+    health_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Serve /healthz (200 or 503) for probes."),
+    ] = None,
+    ops_host: Annotated[
+        str, typer.Option(help="The address --metrics-port and --health-port listen on.")
+    ] = "0.0.0.0",
+    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False)] = LogLevel.INFO,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(case_sensitive=False, help="text, or json: one JSON object per line."),
+    ] = LogFormat.TEXT,
 ) -> None:
     """Run a worker until SIGINT/SIGTERM (a second one stops at once), or, with --burst,
     until the queue is empty. Logs one line per job outcome on stderr."""
     if loop is Loop.TRIO and importlib.util.find_spec("trio") is None:
         raise typer.BadParameter("trio is not installed: pip install trio", param_hint="'--loop'")
-    configure_logging()
+    if metrics_port is not None and importlib.util.find_spec("prometheus_client") is None:
+        raise typer.BadParameter(
+            "prometheus-client is not installed: pip install 'jdobb-async-queue[metrics]'",
+            param_hint="'--metrics-port'",
+        )
+    configure_logging(log_level, log_format)
     found = load_target(target)
     state = StopState()
+    ops = OpsPorts(host=ops_host, metrics=metrics_port, health=health_port)
     run = partial(
         run_worker,
         found,
@@ -78,6 +129,7 @@ def worker(
         burst=burst,
         loop=loop.value,
         state=state,
+        ops=ops,
     )
     anyio.run(run, backend=loop.value)
     if state.exit_code:
@@ -163,22 +215,41 @@ def log_outcomes(worker: Worker) -> None:
 def _log_outcome(outcome: JobOutcome) -> None:
     job = outcome.job
     took = f"{outcome.duration * 1000:.1f} ms"
+    # The fields of the JSON log format (one object per line); the text format ignores them.
+    fields = {
+        "job_id": job.id,
+        "job_type": job.job_type,
+        "attempt": job.attempts,
+        "outcome": outcome.status,
+        "duration": round(outcome.duration, 6),
+    }
+    if outcome.error is not None:
+        fields["error"] = outcome.error
+    extra = {"job": fields}
     if outcome.status == "complete":
-        log.info("job %s %s complete in %s", job.id, job.job_type, took)
+        log.info("job %s %s complete in %s", job.id, job.job_type, took, extra=extra)
     elif outcome.status == "released":
-        log.warning("job %s %s handed back to the queue (worker stopping)", job.id, job.job_type)
+        log.warning(
+            "job %s %s handed back to the queue (worker stopping)",
+            job.id,
+            job.job_type,
+            extra=extra,
+        )
     elif outcome.status == "lost":
         log.warning(
             "job %s %s taken away after %s (cancelled, or its lease lost)",
             job.id,
             job.job_type,
             took,
+            extra=extra,
         )
     else:
         retry = ""
         if outcome.status == "retrying":
             retry = f" (attempt {job.attempts} of {job.max_retries + 1}, will retry)"
-        log.warning("job %s %s failed: %s%s", job.id, job.job_type, outcome.error, retry)
+        log.warning(
+            "job %s %s failed: %s%s", job.id, job.job_type, outcome.error, retry, extra=extra
+        )
 
 
 async def run_worker(
@@ -189,6 +260,7 @@ async def run_worker(
     burst: bool,
     loop: str,
     state: StopState,
+    ops: OpsPorts | None = None,
 ) -> None:
     """Build the Worker from ``target``, apply ``--concurrency``, log, and serve until stopped.
 
@@ -202,7 +274,7 @@ async def run_worker(
         if concurrency is not None:
             worker.max_concurrent = concurrency  # a plain attribute, read when run() starts
         log_outcomes(worker)
-        _, types = worker._resolve()  # ConfigurationError now (no handler) rather than mid-start
+        types = worker.check()  # ConfigurationError now (no handler) rather than mid-start
         log.info(
             "worker %s started on %s: %s; concurrency %d%s",
             worker.worker_id,
@@ -211,7 +283,10 @@ async def run_worker(
             worker.max_concurrent,
             "; burst" if burst else "",
         )
-        await serve(worker, burst=burst, state=state)
+        async with anyio.create_task_group() as tg:
+            await _start_ops(tg, worker, ops or OpsPorts())
+            await serve(worker, burst=burst, state=state)
+            tg.cancel_scope.cancel()
     finally:
         # Shielded: the backend's connections must be released even after a hard stop.
         with anyio.CancelScope(shield=True):
@@ -257,10 +332,57 @@ async def _watch_signals(
                 return
 
 
-def configure_logging() -> None:
-    """One line per event on stderr: time, level, message."""
+async def _start_ops(tg: TaskGroup, worker: Worker, ops: OpsPorts) -> None:
+    """Serve ``/metrics`` and ``/healthz`` as asked (one listener if both ports are the same)."""
+    routes: dict[int, dict[str, Route]] = {}
+    if ops.metrics is not None:
+        from ..metrics import CONTENT_TYPE, QueueMetrics
+
+        metrics = QueueMetrics(worker.queue)
+        metrics.instrument(worker)
+        await tg.start(metrics.run)
+
+        async def serve_metrics() -> tuple[int, str, bytes]:
+            return 200, CONTENT_TYPE, metrics.exposition()
+
+        routes.setdefault(ops.metrics, {})["/metrics"] = serve_metrics
+    if ops.health is not None:
+        routes.setdefault(ops.health, {})["/healthz"] = worker_health(worker)
+    for port, table in routes.items():
+        bound = await tg.start(serve_http, table, ops.host, port)
+        log.info("serving %s on http://%s:%d", " and ".join(table), ops.host, bound)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and a job outcome's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        job = getattr(record, "job", None)
+        if isinstance(job, dict):
+            entry.update(job)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: LogLevel = LogLevel.INFO, fmt: LogFormat = LogFormat.TEXT) -> None:
+    """One line per event on stderr: time, level, message (or a JSON object, ``fmt=json``), for
+    the CLI's own logger and the library's (``jdobb_async_queue.*``)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    if fmt is LogFormat.JSON:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+    library = logging.getLogger("jdobb_async_queue")
+    for target in (log, library):
+        target.handlers = [h for h in target.handlers if not getattr(h, "_jdobb_cli", False)]
+    handler._jdobb_cli = True  # type: ignore[attr-defined]
+    library.addHandler(handler)
+    library.setLevel(level.value.upper())
+    log.propagate = True
