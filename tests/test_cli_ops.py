@@ -13,7 +13,10 @@ import pytest
 
 from jdobb_async_queue import JobStatus
 
-from .test_cli import LOOPS, Store, run_cli, store  # noqa: F401 - the fixture
+from . import test_cli
+from .test_cli import LOOPS, Store, run_cli
+
+store = test_cli.store  # the same fixture: a SQLite file, or a Redis namespace
 
 pytestmark = pytest.mark.skipif(run_cli is None, reason="no CLI")
 
