@@ -29,6 +29,7 @@ from jdobb_async_queue import (
     JobContext,
     JobQueue,
     JobStatus,
+    QueueClosedError,
     QueueStats,
     Worker,
 )
@@ -163,7 +164,7 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_jobs(db: Path) -> None
         assert job is not None and job.status is JobStatus.CANCELLED
         assert job.error == f"dependency {a} deleted"
     with raw(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         triggers = conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
         assert triggers.fetchall() == []
 
@@ -287,9 +288,9 @@ async def test_calls_after_close_raise(db: Path) -> None:
     await queue.enqueue("t")
     await queue.close()
     await queue.close()  # twice is fine
-    with pytest.raises(BackendUnavailable, match="closed"):
+    with pytest.raises(QueueClosedError, match="closed"):
         await queue.enqueue("t")
-    with pytest.raises(BackendUnavailable, match="closed"):
+    with pytest.raises(QueueClosedError, match="closed"):
         await queue.get("x")
 
 
@@ -333,7 +334,7 @@ async def test_close_waits_for_the_batches_in_flight(
         tg.start_soon(queue.close)  # ...and a close
         await anyio.wait_all_tasks_blocked()
         gate.open()
-    with pytest.raises(BackendUnavailable, match="closed"):
+    with pytest.raises(QueueClosedError, match="closed"):
         await queue.enqueue("t")
     async with opened(url_of(db)) as again:
         assert (await again.stats()).pending == 6  # every request made before the close
@@ -447,8 +448,9 @@ def test_claims_read_only_the_ready_lane() -> None:
     try:
         from jdobb_async_queue.backends._sqlite.store import _script
 
-        for statement in _script("schema_v1.sql"):
-            conn.execute(statement)
+        for name in ("schema_v1.sql", "schema_v2.sql", "schema_v3.sql"):
+            for statement in _script(name):
+                conn.execute(statement)
         params = {
             "worker_id": "w",
             "now": 0.0,

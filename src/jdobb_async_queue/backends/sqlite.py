@@ -18,12 +18,28 @@ the event loop. The SQL layer lives in :mod:`._sqlite`; this module is its async
   Custom updates (``Broadcaster.send``) travel through a small table, kept a minute. The polling
   happens inside the streams' ``__anext__`` (no task outlives a call), one look per interval
   for the whole backend.
+- **ordered updates** -- every stored change of a job bumps its ``update_seq`` in the same
+  transaction. A subscriber gets each state once: states are de-duplicated by ``update_seq``
+  (never by timestamps), whether this process made the change or read it back after another
+  process's commit. A watched job that is deleted (purged, expired; here or by another process)
+  yields one ``gone`` update, and its stream ends.
+- **event loops** -- nothing outlives a call but the connection (used from worker threads) and
+  the thread limiter, made anew for each event loop: a queue works from successive loops
+  (``anyio.run`` under asyncio, then trio, ...). State a finished loop left behind (a batch it
+  never handed over, its listeners and subscribers) is dropped when the next loop calls.
+- **closing** -- after :meth:`SQLiteBackend.aclose` every call, and every open listener or
+  subscriber stream, raises :class:`~jdobb_async_queue.QueueClosedError` at once (closing is
+  no outage, so nothing retries it).
+- **corrupt rows** -- set aside (FAILED with a clear error, logged), never a crash: see
+  :mod:`._sqlite.writes`.
 
 See ``docs/sqlite.md`` for durability, multi-process use and the URL options.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -32,19 +48,29 @@ from typing import Any, Generic, TypeVar, cast
 
 import anyio
 
-from .._errors import BackendUnavailable
+from .._errors import BackendUnavailable, QueueClosedError
 from .._models import QueueStats
-from .._records import JobRecord, Lease, Outcome, ProgressUpdate, UpdateRecord, record_update
+from .._records import JobRecord, Lease, Outcome, ProgressUpdate, UpdateRecord, gone_update
 from ._hub import Mailbox
 from ._sqlite import reads, writes
 from ._sqlite.store import BatchReport, Op, SchemaVersionError, Served, Settings, Store
-from ._sqlite.tx import Tx, update_of
+from ._sqlite.tx import CorruptRow, Tx, update_of
 from .base import Notice, QueueBackend
 
 __all__ = ["SQLiteBackend", "SchemaVersionError"]
 
 T = TypeVar("T")
 _BUFFER = 256  # per listener / subscriber mailbox (a full one drops its oldest entry)
+#: The ``_seen`` mark of a job whose ``gone`` update was delivered: nothing more for it.
+_GONE = sys.maxsize
+logger = logging.getLogger("jdobb_async_queue.backend")
+
+
+class _Closed:
+    """Put in every open stream's mailbox by ``aclose``: the stream raises QueueClosedError."""
+
+
+_CLOSED = _Closed()
 
 
 class _Request:
@@ -81,7 +107,7 @@ class SQLiteBackend(QueueBackend):
     beyond ``busy_timeout``, :class:`~jdobb_async_queue.ConfigurationError` if it is not a
     SQLite database (or not a queue), and :class:`SchemaVersionError` if a newer version of this
     library wrote it. A failed open is retried by the next call. After :meth:`aclose`, every
-    call raises :class:`~jdobb_async_queue.BackendUnavailable`.
+    call raises :class:`~jdobb_async_queue.QueueClosedError`.
     """
 
     name = "sqlite"
@@ -95,16 +121,22 @@ class SQLiteBackend(QueueBackend):
         self._idle: anyio.Event | None = None
         self._limiter: tuple[object, anyio.CapacityLimiter] | None = None
         self._last_batch = -float("inf")
-        self._listeners: set[Mailbox[Notice]] = set()
-        self._subscribers: dict[str, set[Mailbox[UpdateRecord]]] = {}
-        self._seen: dict[str, tuple[Any, ...]] = {}  # subscribed job -> last state published
+        self._listeners: set[Mailbox[Notice | _Closed]] = set()
+        self._subscribers: dict[str, set[Mailbox[UpdateRecord | _Closed]]] = {}
+        self._seen: dict[str, int] = {}  # subscribed job -> last update_seq delivered
         self._running: dict[str, int] = {}  # claimed here while a worker listens -> fence
+        self._corrupt: set[str] = set()  # watched jobs read back corrupt: to set aside
+        self._token: object = None  # the event loop that called last
 
     # -- group commit ----------------------------------------------------------------------------
 
+    def _closed_error(self) -> QueueClosedError:
+        return QueueClosedError(f"the SQLite backend on {self.settings.path}")
+
     async def _call(self, op: Callable[[Tx], T], *, writes: bool = True) -> T:
         if self._closed:
-            raise BackendUnavailable(f"the SQLite backend on {self.settings.path} is closed")
+            raise self._closed_error()
+        self._check_loop()
         request = _Request(op, writes)
         self._pending.append(request)
         if self._leading:
@@ -177,6 +209,29 @@ class SQLiteBackend(QueueBackend):
             request.served = served
         self._announce(report, watch_ids)
 
+    def _check_loop(self) -> None:
+        """Drop what a finished event loop left behind, when another loop calls.
+
+        A backend serves one loop at a time; a queue may outlive a loop (``anyio.run`` once,
+        then again). Normally a loop leaves nothing (every batch hands over, every stream
+        closes its context), but a loop that stopped abruptly can leave a batch that never
+        handed over (whose requests nobody waits for) and streams whose events belong to it.
+        """
+        token = anyio.lowlevel.current_token()
+        if token == self._token:
+            return
+        previous, self._token = self._token, token
+        if previous is None or not _finished(previous):
+            return
+        self._pending = []
+        self._leading = False
+        self._idle = None
+        self._limiter = None
+        self._listeners.clear()
+        self._subscribers.clear()
+        self._seen.clear()
+        self._running.clear()
+
     def _thread_limiter(self) -> anyio.CapacityLimiter:
         # Our own, so threads the application starts never hold up a batch; one per event loop,
         # because a limiter belongs to the loop that made it (a queue may outlive one).
@@ -205,65 +260,108 @@ class SQLiteBackend(QueueBackend):
                 continue
             for update in tx.updates:
                 self._deliver(update)
-            for job_id in tx.cancelled:
+            for job_id, fence in tx.cancelled:
                 self._running.pop(job_id, None)
-                self._notify(Notice("cancel", job_id))
+                self._notify(Notice("cancel", job_id, fence))
             if tx.wake:
                 self._notify(Notice("jobs"))
 
     def _refresh(self, rows: Iterable[tuple[Any, ...]], watch_ids: Sequence[str]) -> None:
-        """Publish remote changes of subscribed jobs; stop jobs cancelled remotely."""
+        """Publish remote changes of subscribed jobs (each ``update_seq`` once, see
+        :meth:`_deliver`), ``gone`` for those deleted; stop jobs cancelled remotely."""
         unseen = {job_id for job_id in watch_ids if job_id in self._running}
+        missing = {job_id for job_id in watch_ids if job_id in self._subscribers}
         for job_id, status, fence, *state in rows:
+            missing.discard(job_id)
             if job_id in self._subscribers:
-                self._deliver(update_of((job_id, status, *state)))
+                try:
+                    update = update_of((job_id, status, *state))
+                except CorruptRow as exc:  # set aside by the next look (see _next)
+                    logger.error("%s; setting it aside", exc)
+                    self._corrupt.add(job_id)
+                else:
+                    self._deliver(update)
             if job_id in unseen:
                 unseen.discard(job_id)
-                if (status, fence) != ("processing", self._running[job_id]):
+                running = self._running[job_id]
+                if (status, fence) != ("processing", running):
                     del self._running[job_id]  # finished, reclaimed or cancelled elsewhere
-                    if status == "cancelled":
-                        self._notify(Notice("cancel", job_id))
+                    if status == "cancelled" and fence == running:
+                        self._notify(Notice("cancel", job_id, running))
         for job_id in unseen:  # gone altogether (purged): nothing left to stop
             del self._running[job_id]
+        now = self.local_now()
+        for job_id in missing:  # deleted by another process
+            self._deliver(gone_update(job_id, now))
 
     def _notify(self, notice: Notice) -> None:
         for box in self._listeners:
             box.put(notice)
 
     def _deliver(self, update: UpdateRecord) -> None:
-        boxes = self._subscribers.get(update.job_id)
+        """Hand ``update`` to the job's subscribers: a state change once per ``update_seq``
+        (the same state may be built here and read back after another process's commit; a
+        stale one may be read back after a newer one was delivered), a custom update always,
+        ``gone`` once."""
+        job_id = update.job_id
+        boxes = self._subscribers.get(job_id)
         if not boxes:
             return
-        if update.data is None:  # a state change: publish each state once
-            state = _state(update)
-            if self._seen.get(update.job_id) == state:
+        seen = self._seen.get(job_id, 0)
+        if seen == _GONE:
+            return
+        if update.gone:
+            self._seen[job_id] = _GONE
+        elif update.data is None:
+            if update.update_seq <= seen:
                 return
-            self._seen[update.job_id] = state
+            self._seen[job_id] = update.update_seq
         for box in boxes:
             box.put(update)
 
-    async def _next(self, box: Mailbox[T]) -> T:
+    async def _next(self, box: Mailbox[T | _Closed]) -> T:
         """The next item of a listener's or subscriber's mailbox, polling for other processes'
-        commits meanwhile (a poll is a batch, and every batch looks)."""
+        commits meanwhile (a poll is a batch, and every batch looks).
+
+        :raises QueueClosedError: once the backend is closed
+        """
         while True:
-            if not self._cross_process or self._closed:
-                return await box.get()
+            if self._closed:
+                raise self._closed_error()
+            if self._corrupt:
+                await self._set_aside()
+            if not self._cross_process:
+                return _open(await box.get(), self)
             wait = self._last_batch + self.settings.poll_interval - anyio.current_time()
             if wait > 0:
                 with anyio.move_on_after(wait):
-                    return await box.get()
+                    return _open(await box.get(), self)
                 continue
             try:
                 await self._call(_probe, writes=False)
             except BackendUnavailable:
-                self._last_batch = anyio.current_time()  # locked or closed: try again later
+                self._last_batch = anyio.current_time()  # locked: try again later
+
+    async def _set_aside(self) -> None:
+        """Set aside the watched jobs another process left corrupt (so their subscribers get a
+        FAILED update rather than nothing)."""
+        job_ids, self._corrupt = sorted(self._corrupt), set()
+        now = self.local_now()
+        for job_id in job_ids:
+            try:
+                await self._call(partial(writes.set_aside, job_id=job_id, now=now))
+            except BackendUnavailable:
+                self._corrupt.add(job_id)  # locked: next time
 
     def listen(self) -> AbstractAsyncContextManager[AsyncIterator[Notice]]:
         return self._listen()
 
     @asynccontextmanager
     async def _listen(self) -> AsyncIterator[AsyncIterator[Notice]]:
-        box: Mailbox[Notice] = Mailbox(_BUFFER)
+        if self._closed:
+            raise self._closed_error()
+        self._check_loop()
+        box: Mailbox[Notice | _Closed] = Mailbox(_BUFFER)
         self._listeners.add(box)
         try:
             yield _Stream(self, box)
@@ -281,10 +379,12 @@ class SQLiteBackend(QueueBackend):
             # Catch up with other processes first, so custom updates they sent before this
             # subscription are not delivered as if they were new.
             await self._call(_probe, writes=False)
-        box: Mailbox[UpdateRecord] = Mailbox(_BUFFER)
+        if self._closed:
+            raise self._closed_error()
+        box: Mailbox[UpdateRecord | _Closed] = Mailbox(_BUFFER)
         self._subscribers.setdefault(job_id, set()).add(box)
         try:
-            yield _Stream(self, box)
+            yield _Updates(self, box)
         finally:
             boxes = self._subscribers.get(job_id)
             if boxes is not None:
@@ -371,12 +471,12 @@ class SQLiteBackend(QueueBackend):
     # -- reads -----------------------------------------------------------------------------------
 
     async def get(self, job_id: str, *, now: float) -> JobRecord | None:
-        record = await self._call(partial(reads.get, job_id=job_id, now=now), writes=False)
-        if record is not None and job_id in self._subscribers:
-            # A subscriber's first read (the Broadcaster's snapshot) counts as published, so a
-            # later look at other processes' commits does not repeat that state.
-            self._seen.setdefault(job_id, _state(record_update(record)))
-        return record
+        """The job; a corrupt row is set aside first (see :mod:`._sqlite.writes`), so this
+        returns it FAILED with an error that says so."""
+        try:
+            return await self._call(partial(reads.get, job_id=job_id, now=now), writes=False)
+        except CorruptRow:
+            return await self._call(partial(writes.set_aside_and_get, job_id=job_id, now=now))
 
     async def list_jobs(
         self,
@@ -419,7 +519,13 @@ class SQLiteBackend(QueueBackend):
         """Finish the batches in flight, then close the connection. Safe to call twice."""
         if self._closed:
             return
+        self._check_loop()  # a close from a later loop: nothing of the earlier one to wait for
         self._closed = True
+        for listener in self._listeners:  # their readers raise QueueClosedError
+            listener.put(_CLOSED)
+        for boxes in self._subscribers.values():
+            for box in boxes:
+                box.put(_CLOSED)
         # Shielded: a cancelled close must still release the file.
         with anyio.CancelScope(shield=True):
             while self._leading:
@@ -428,8 +534,30 @@ class SQLiteBackend(QueueBackend):
             await anyio.to_thread.run_sync(self._store.close)
 
 
-def _state(update: UpdateRecord) -> tuple[Any, ...]:
-    return (update.status, update.progress, update.message, update.timestamp)
+def _open(item: T | _Closed, backend: SQLiteBackend) -> T:
+    if isinstance(item, _Closed):
+        raise backend._closed_error()
+    return item
+
+
+def _finished(token: Any) -> bool:
+    """Whether the event loop of an anyio ``EventLoopToken`` has finished."""
+    native: Any = getattr(token, "native_token", None)
+    is_closed = getattr(native, "is_closed", None)
+    if is_closed is not None:  # an asyncio loop
+        return bool(is_closed()) or not native.is_running()
+    run_sync_soon = getattr(native, "run_sync_soon", None)
+    if run_sync_soon is None:
+        return True
+    try:  # a trio token: accepts a callback until its run has ended
+        run_sync_soon(_nothing)
+    except Exception:  # trio.RunFinishedError
+        return True
+    return False
+
+
+def _nothing() -> None:
+    pass
 
 
 def _probe(tx: Tx) -> None:
@@ -440,7 +568,7 @@ class _Stream(Generic[T]):
     """A listener's or subscriber's stream: a plain async iterator (no async generator to
     finalize when the reader stops early)."""
 
-    def __init__(self, backend: SQLiteBackend, box: Mailbox[T]) -> None:
+    def __init__(self, backend: SQLiteBackend, box: Mailbox[T | _Closed]) -> None:
         self._backend = backend
         self._box = box
 
@@ -449,3 +577,16 @@ class _Stream(Generic[T]):
 
     async def __anext__(self) -> T:
         return await self._backend._next(self._box)
+
+
+class _Updates(_Stream[UpdateRecord]):
+    """A subscriber's stream: it ends after a ``gone`` update (the job was deleted)."""
+
+    _ended = False
+
+    async def __anext__(self) -> UpdateRecord:
+        if self._ended:
+            raise StopAsyncIteration
+        update = await self._backend._next(self._box)
+        self._ended = update.gone
+        return update

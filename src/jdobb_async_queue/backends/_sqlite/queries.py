@@ -20,7 +20,7 @@ READY, SCHEDULED, WAITING = 0, 1, 2
 FIELDS: tuple[str, ...] = JobRecord.__struct_fields__
 COLUMNS = ", ".join(FIELDS)
 #: What a published update needs (see ``record_update``).
-UPDATE_COLUMNS = "id, status, progress, message, results, error, updated_at"
+UPDATE_COLUMNS = "id, status, progress, message, results, error, updated_at, update_seq"
 _ALIVE = "(expires_at IS NULL OR expires_at > :now)"
 
 
@@ -79,7 +79,8 @@ ADD_EDGE = "INSERT OR IGNORE INTO edges (dep_id, job_id) VALUES (?, ?)"
 _CLAIM_SET = (
     f"UPDATE jobs NOT INDEXED SET status = '{target(Event.CLAIM)}', lane = NULL, "
     "attempts = attempts + 1, fence = fence + 1, worker_id = :worker_id, started_at = :now, "
-    "lease_expires_at = :lease_expires_at, updated_at = :now, touched = :touched "
+    "lease_expires_at = :lease_expires_at, updated_at = :now, touched = :touched, "
+    "update_seq = update_seq + 1 "
 )
 _CLAIMABLE = f"lane = {READY} AND {guard(Event.CLAIM)}"
 CLAIM_ANY = (
@@ -101,6 +102,9 @@ def claim_seqs(count: int) -> str:
     return f"{_CLAIM_SET} WHERE {_CLAIMABLE} AND seq IN ({seqs})"
 
 
+#: The first ``:limit`` rows of the ready lane whatever their status: a claim that took fewer
+#: looks here for rows whose status was corrupted (they would block the lane for ever).
+READY_HEAD = f"SELECT seq, status FROM jobs WHERE lane = {READY} ORDER BY rank, seq LIMIT ?"
 CLAIMED = (
     f"SELECT {COLUMNS} FROM jobs WHERE status = '{target(Event.CLAIM)}' AND touched = ? "
     "ORDER BY rank, seq"
@@ -108,11 +112,13 @@ CLAIMED = (
 
 # -- reports from workers ------------------------------------------------------------------------
 
-HELD_ROW = (
-    "SELECT seq, attempts, max_retries, retry_delay FROM jobs "
-    f"WHERE id = :id AND {HELD} AND (:fence IS NULL OR fence = :fence)"
+HELD_ROW = f"SELECT seq FROM jobs WHERE id = :id AND {HELD} AND (:fence IS NULL OR fence = :fence)"
+# Every statement that changes a job visibly bumps its update_seq (in _LEAVE for those that end
+# an attempt or a job).
+_LEAVE = (
+    "worker_id = NULL, lease_expires_at = NULL, updated_at = :now, touched = :touched, "
+    "update_seq = update_seq + 1"
 )
-_LEAVE = "worker_id = NULL, lease_expires_at = NULL, updated_at = :now, touched = :touched"
 _END = (
     "lane = NULL, completed_at = :now, "
     "expires_at = CASE WHEN ttl IS NULL THEN NULL ELSE :now + ttl END, " + _LEAVE
@@ -138,21 +144,53 @@ RETRY_LATER = (
     f"execute_at = :execute_at, lane = :lane, {_LEAVE} "
     f"WHERE seq = :seq AND {guard(Event.RETRY_LATER)} RETURNING {UPDATE_COLUMNS}"
 )
+# A hard stop hands the attempt back: it did not count, and its progress is forgotten.
 RELEASE = (
     f"UPDATE jobs SET status = '{target(Event.RELEASE)}', attempts = attempts - 1, "
+    "progress = 0.0, message = NULL, started_at = NULL, "
     f"execute_at = NULL, lane = {READY}, {_LEAVE} "
     f"WHERE seq = :seq AND {guard(Event.RELEASE)} RETURNING {UPDATE_COLUMNS}"
 )
-# A reclaim is a release whose attempt still counts.
-RECLAIM = (
-    f"UPDATE jobs SET status = '{target(Event.RELEASE)}', "
-    f"execute_at = NULL, lane = {READY}, {_LEAVE} "
-    f"WHERE {guard(Event.RELEASE)} AND lease_expires_at < :now "
-    f"RETURNING {UPDATE_COLUMNS}"
+#: PROCESSING jobs whose lease ran out, with their losses so far and the losses allowed.
+EXPIRED_LEASES = (
+    f"SELECT seq, lost, max_lost FROM jobs WHERE {HELD} AND lease_expires_at < :now ORDER BY seq"
 )
+# A reclaim is a release whose attempt still counts (and one more loss).
+RECLAIM = (
+    f"UPDATE jobs SET status = '{target(Event.RELEASE)}', lost = lost + 1, "
+    f"execute_at = NULL, lane = {READY}, {_LEAVE} "
+    f"WHERE seq = :seq AND {guard(Event.RELEASE)} RETURNING {UPDATE_COLUMNS}"
+)
+# Lost once too often (``_policy.lost_ends_job``): FAILED, a terminal transition.
+LOST = (
+    f"UPDATE jobs SET status = '{target(Event.FAIL)}', lost = lost + 1, error = :error, {_END} "
+    f"WHERE seq = :seq AND {guard(Event.FAIL)} {_ENDED}"
+)
+# -- corrupt rows (set aside, see writes.set_aside) ----------------------------------------------
+
+#: A row as stored, to find out what is corrupt about it.
+RAW_ROW = (
+    "SELECT seq, status, lane, data, metadata, results, depends_on, priority FROM jobs WHERE id = ?"
+)
+_REPAIR = (
+    "data = :data, metadata = :metadata, results = :results, depends_on = :depends_on, "
+    "priority = :priority, rank = :rank, error = :error"
+)
+#: A corrupt job that had not ended: FAILED, a terminal transition (status left unguarded: it
+#: may be one this code does not know).
+SET_ASIDE = (
+    f"UPDATE jobs SET status = '{target(Event.FAIL)}', {_REPAIR}, {_END} WHERE seq = :seq {_ENDED}"
+)
+#: A corrupt job that had ended: it keeps its status, its unreadable columns replaced.
+REPAIR_ENDED = (
+    f"UPDATE jobs SET {_REPAIR}, lane = NULL, updated_at = :now, touched = :touched, "
+    f"update_seq = update_seq + 1 WHERE seq = :seq RETURNING {UPDATE_COLUMNS}"
+)
+
 PROGRESS = (
     "UPDATE jobs SET progress = coalesce(:progress, progress), "
-    "message = coalesce(:message, message), updated_at = :now, touched = :touched "
+    "message = coalesce(:message, message), updated_at = :now, touched = :touched, "
+    "update_seq = update_seq + 1 "
     f"WHERE id = :id AND {HELD} AND (:fence IS NULL OR fence = :fence)"
 )
 RENEW = (
@@ -205,14 +243,15 @@ DROP_EDGES_FROM = "DELETE FROM edges WHERE job_id = ?"
 # -- explicit transitions ------------------------------------------------------------------------
 
 ALIVE_ROW = (
-    f"SELECT seq, status, lane, unique_key, depends_on FROM jobs WHERE id = :id AND {_ALIVE}"
+    f"SELECT seq, status, lane, unique_key, depends_on, fence FROM jobs WHERE id = :id AND {_ALIVE}"
 )
 APPLY_COUNTS = "UPDATE counts SET n = n + ? WHERE status = ? AND lane = ?"
 RETRY = (
-    f"UPDATE jobs SET status = '{target(Event.RETRY)}', lane = :lane, attempts = 0, "
+    f"UPDATE jobs SET status = '{target(Event.RETRY)}', lane = :lane, attempts = 0, lost = 0, "
     "error = NULL, message = NULL, results = NULL, progress = 0.0, completed_at = NULL, "
     "expires_at = NULL, execute_at = :execute_at, pending_deps = :pending_deps, "
-    f"updated_at = :now, touched = :touched WHERE seq = :seq AND {guard(Event.RETRY)} "
+    "updated_at = :now, touched = :touched, update_seq = update_seq + 1 "
+    f"WHERE seq = :seq AND {guard(Event.RETRY)} "
     f"RETURNING {UPDATE_COLUMNS}"
 )
 
@@ -221,7 +260,9 @@ RETRY = (
 GET = f"SELECT {COLUMNS} FROM jobs WHERE id = :id AND {_ALIVE}"
 COUNTS = "SELECT status, lane, n FROM counts"
 NEXT_DUE = f"SELECT min(execute_at) FROM jobs WHERE lane = {SCHEDULED}"
-WATCH = "SELECT id, status, fence, progress, message, results, error, updated_at FROM jobs "
+WATCH = (
+    "SELECT id, status, fence, progress, message, results, error, updated_at, update_seq FROM jobs "
+)
 
 
 # -- custom updates between processes -----------------------------------------------------------

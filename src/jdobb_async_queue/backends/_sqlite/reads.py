@@ -20,13 +20,20 @@ from ..._models import QueueStats
 from ..._records import JobRecord, UpdateRecord
 from . import queries as q
 from .tx import CHUNK, STATUSES, Row, Tx, record_of
-from .writes import housekeep
+from .writes import housekeep, records_of
 
 __all__ = ["get", "list_jobs", "messages_since", "next_due", "stats", "watch"]
 
+#: More rows than any file holds; twice it still fits a signed 64-bit integer.
+_NO_LIMIT = 2**61
+
 
 def get(tx: Tx, job_id: str, now: float) -> JobRecord | None:
-    """The job, unless unknown or expired."""
+    """The job, unless unknown or expired.
+
+    :raises CorruptRow: if its row cannot be read (a read-only request cannot set it aside:
+        the backend then runs ``writes.set_aside_and_get``)
+    """
     row = tx.conn.execute(q.GET, {"id": job_id, "now": now}).fetchone()
     return None if row is None else record_of(row)
 
@@ -34,7 +41,9 @@ def get(tx: Tx, job_id: str, now: float) -> JobRecord | None:
 def list_jobs(
     tx: Tx, status: str | None, job_type: str | None, limit: int, offset: int, now: float
 ) -> list[JobRecord]:
-    """Jobs in listing order (see ``QueueBackend.list_jobs``)."""
+    """Jobs in listing order (see ``QueueBackend.list_jobs``). A huge ``limit`` (the queue
+    passes 2**62 for "no limit") is capped so ``offset + limit`` fits SQLite's 64-bit LIMIT."""
+    limit, offset = min(limit, _NO_LIMIT), min(offset, _NO_LIMIT)
     housekeep(tx, now)
     params = {"status": status, "job_type": job_type, "now": now}
     if status == "pending":
@@ -46,16 +55,18 @@ def list_jobs(
         for s in ([status] if status is not None else STATUSES)
     ]
     picked = itertools.islice(heapq.merge(*ranges, reverse=True), offset, offset + limit)
-    return _by_seq(tx, [seq for _, seq in picked])
+    return _by_seq(tx, [seq for _, seq in picked], now)
 
 
-def _by_seq(tx: Tx, seqs: list[int]) -> list[JobRecord]:
+def _by_seq(tx: Tx, seqs: list[int], now: float) -> list[JobRecord]:
     found: dict[int, JobRecord] = {}
     for start in range(0, len(seqs), CHUNK):
         chunk = seqs[start : start + CHUNK]
-        for seq, *row in tx.conn.execute(q.by_seq(len(chunk)), chunk):
-            found[seq] = record_of(tuple(row))
-    return [found[seq] for seq in seqs]
+        rows = tx.conn.execute(q.by_seq(len(chunk)), chunk).fetchall()
+        order = {row[1]: row[0] for row in rows}  # id -> seq
+        for record in records_of(tx, [tuple(row[1:]) for row in rows], now):
+            found[order[record.id]] = record
+    return [found[seq] for seq in seqs if seq in found]  # corrupt ones were set aside
 
 
 def _list_pending(
@@ -68,7 +79,7 @@ def _list_pending(
             break
         page = {**params, "limit": limit - len(found), "offset": offset}
         rows = tx.conn.execute(q.list_lane(lane, typed), page).fetchall()
-        found += [record_of(r) for r in rows]
+        found += records_of(tx, rows, params["now"])
         if offset and not rows:  # the whole lane lies before the offset: skip past it
             offset -= tx.conn.execute(q.count_lane(lane, typed), params).fetchone()[0]
             offset = max(offset, 0)

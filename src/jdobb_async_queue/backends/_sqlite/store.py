@@ -39,9 +39,9 @@ __all__ = [
 ]
 
 #: The schema this code reads and writes (kept in ``PRAGMA user_version``).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Script that brings a file from version ``n - 1`` to ``n``.
-_MIGRATIONS = {1: "schema_v1.sql", 2: "schema_v2.sql"}
+_MIGRATIONS = {1: "schema_v1.sql", 2: "schema_v2.sql", 3: "schema_v3.sql"}
 _SYNCHRONOUS = ("normal", "full", "extra")
 #: RETURNING came with SQLite 3.35 (2021).
 MIN_SQLITE = (3, 35, 0)

@@ -18,11 +18,12 @@ from typing import Any
 
 from ..._codec import dump_json, load_json
 from ..._models import JobStatus
-from ..._records import JobRecord, UpdateRecord
+from ..._records import PRIORITY_RANK, JobRecord, UpdateRecord
 from . import queries as q
 
 __all__ = [
     "CHUNK",
+    "CorruptRow",
     "NO_LANE",
     "STATUSES",
     "Batch",
@@ -44,6 +45,21 @@ STATUSES = tuple(s.value for s in JobStatus)
 #: Ids per ``IN (...)`` list (some statements hold two): well under SQLite's 999 parameters.
 CHUNK = 400
 _JSON_FIELDS = frozenset({"data", "metadata", "results", "depends_on"})
+#: What each JSON column must decode to (``results`` may also be NULL).
+_JSON_TYPES: dict[str, type] = {"data": dict, "metadata": dict, "results": dict, "depends_on": list}
+
+
+class CorruptRow(Exception):
+    """A stored job row this code cannot read (undecodable JSON, an unknown status...).
+
+    :param job_id: the job
+    :param reason: what is wrong with it, for its error and the log
+    """
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        self.job_id = job_id
+        self.reason = reason
+        super().__init__(f"the stored record of job {job_id!r} is corrupt: {reason}")
 
 
 @dataclass
@@ -75,8 +91,9 @@ class Tx:
     updates: list[UpdateRecord] = field(default_factory=list)
     #: Jobs may have become claimable: wake idle workers.
     wake: bool = False
-    #: Jobs cancelled while PROCESSING: their workers must stop them.
-    cancelled: list[str] = field(default_factory=list)
+    #: Jobs cancelled while PROCESSING, with the fence of the attempt that was running: its
+    #: worker must stop that attempt (and only that one).
+    cancelled: list[tuple[str, int]] = field(default_factory=list)
     counts: Counter[Place] = field(default_factory=Counter)
 
     @property
@@ -98,26 +115,89 @@ class Tx:
 
 
 def record_of(row: Row) -> JobRecord:
-    """Build a :class:`JobRecord` from a row of ``queries.COLUMNS``."""
+    """Build a :class:`JobRecord` from a row of ``queries.COLUMNS``.
+
+    :raises CorruptRow: if the row cannot be read (see :func:`corruption`)
+    """
     values = dict(zip(q.FIELDS, row, strict=True))
-    for name in _JSON_FIELDS:
-        if values[name] is not None:
-            values[name] = load_json(values[name])
+    try:
+        for name in _JSON_FIELDS:
+            if values[name] is not None:
+                values[name] = load_json(values[name])
+    except (ValueError, TypeError):
+        pass  # described below
+    if (
+        values["status"] not in STATUSES
+        or values["priority"] not in PRIORITY_RANK
+        or any(
+            not isinstance(values[name], kind)
+            for name, kind in _JSON_TYPES.items()
+            if not (name == "results" and values[name] is None)
+        )
+    ):
+        problems = corruption(dict(zip(q.FIELDS, row, strict=True)))
+        raise CorruptRow(str(row[0]), "; ".join(problems.values()) or "unreadable")
     return JobRecord(**values)
 
 
+def corruption(values: dict[str, Any]) -> dict[str, str]:
+    """What is wrong with a row (column -> why), given as a mapping of column names to stored
+    values; empty for a sound row. Checks the status, the priority and the JSON columns."""
+    problems: dict[str, str] = {}
+    if "status" in values and values["status"] not in STATUSES:
+        problems["status"] = f"unknown status {_show(values['status'])}"
+    if "priority" in values and values["priority"] not in PRIORITY_RANK:
+        problems["priority"] = f"unknown priority {_show(values['priority'])}"
+    for name, kind in _JSON_TYPES.items():
+        raw: Any = values.get(name)
+        if name not in values or (raw is None and name == "results"):
+            continue
+        try:
+            value = load_json(raw)
+        except (ValueError, TypeError) as exc:
+            problems[name] = f"{name} is not JSON ({exc}): {_show(raw)}"
+            continue
+        if not isinstance(value, kind):
+            problems[name] = f"{name} is not a JSON {kind.__name__}: {_show(raw)}"
+    return problems
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 def update_of(row: Row) -> UpdateRecord:
-    """Build an :class:`UpdateRecord` from a row of ``queries.UPDATE_COLUMNS``."""
-    job_id, status, progress, message, results, error, updated_at = row[:7]
+    """Build an :class:`UpdateRecord` from a row of ``queries.UPDATE_COLUMNS``.
+
+    Results that cannot be decoded (a corrupt row) are left out rather than failing the
+    update.
+
+    :raises CorruptRow: if its status is unknown (a row corrupted by hand)
+    """
+    job_id, status, progress, message, results, error, updated_at, update_seq = row[:8]
+    if status not in STATUSES:
+        raise CorruptRow(str(job_id), f"unknown status {_show(status)}")
     return UpdateRecord(
         job_id=job_id,
         status=status,
         progress=progress,
         message=message,
-        results=None if results is None else load_json(results),
+        results=_results(results),
         error=error,
         timestamp=updated_at,
+        update_seq=update_seq,
     )
+
+
+def _results(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = load_json(raw)
+    except (ValueError, TypeError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def to_json(value: Any, what: str) -> str:

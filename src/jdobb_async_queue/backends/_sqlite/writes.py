@@ -4,12 +4,29 @@ Each public function is one request's work: it takes a :class:`~.tx.Tx` and retu
 backend method returns. The store runs several in one ``BEGIN IMMEDIATE`` transaction, each
 inside its own SAVEPOINT, so a request that raises leaves nothing behind while the others
 commit. Nothing here awaits, touches the event loop or reads the clock.
+
+How an attempt ends was decided by :mod:`jdobb_async_queue._policy`; :func:`finish_many` only
+applies the decided kind. The one rule applied here is the policy's own for a lost lease
+(:func:`~jdobb_async_queue._policy.lost_ends_job`). Every stored change of a job bumps its
+``update_seq`` in the statement that makes it.
+
+**Corrupt rows** (F8: undecodable JSON in ``data``, ``metadata``, ``results`` or
+``depends_on``, an unknown status or priority, written by hand or by a damaged disk) are *set
+aside* by :func:`set_aside` whenever a request meets one, in that request's transaction: a job
+that had not ended becomes FAILED (a terminal transition: its unique key is freed and its
+dependents cancelled) with the error ``"set aside: its stored record was corrupt (...)"``; one
+that had ended keeps its status and gets that error. The unreadable columns are replaced by
+empty values (``{}``, ``[]``, NULL; priority ``normal``) and the raw text is logged on the
+``jdobb_async_queue.backend`` logger at ERROR level, so nothing that reads the job afterwards
+(a worker, ``get``, ``list_jobs``, a subscriber) fails on it. A claim skips it and claims the
+next job; a listing leaves it out of the page that met it.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +34,7 @@ import msgspec
 
 from ..._codec import load_json
 from ..._errors import DuplicateJobError, UnknownDependencyError
+from ..._policy import dependency_error, lost_ends_job, lost_error
 from ..._records import (
     PRIORITY_RANK,
     JobRecord,
@@ -24,12 +42,24 @@ from ..._records import (
     Outcome,
     ProgressUpdate,
     UpdateRecord,
+    gone_update,
     record_update,
 )
 from ..._states import Event, sources
-from ..base import backoff_delay, dependency_error
 from . import queries as q
-from .tx import CHUNK, Place, Row, Tx, lane_of, place, record_of, to_json
+from .tx import (
+    CHUNK,
+    STATUSES,
+    CorruptRow,
+    Place,
+    Row,
+    Tx,
+    corruption,
+    lane_of,
+    place,
+    record_of,
+    to_json,
+)
 
 __all__ = [
     "MESSAGE_TTL",
@@ -42,9 +72,15 @@ __all__ = [
     "purge",
     "reclaim_expired",
     "renew_many",
+    "records_of",
     "retry",
+    "set_aside",
+    "set_aside_and_get",
     "update_progress_many",
 ]
+
+logger = logging.getLogger("jdobb_async_queue.backend")
+_TERMINAL = frozenset({"complete", "failed", "cancelled"})
 
 _BROKEN = frozenset({"failed", "cancelled"})
 _CANCELLABLE = frozenset(s.value for s in sources(Event.CANCEL))
@@ -73,8 +109,10 @@ def _deleted(tx: Tx, rows: list[Row], now: float) -> None:
     """Count deleted terminal jobs (``id, status`` rows) out. A job still waiting on one of them
     (retried by hand while it was FAILED or CANCELLED) can never run now: it is cancelled,
     transitively."""
-    for _, status in rows:
+    for job_id, status in rows:
         tx.moved(place(status, None), None)
+        if job_id in tx.batch.watched:  # its subscribers learn it is gone, and stop
+            tx.updates.append(gone_update(job_id, now))
     for start in range(0, len(rows), CHUNK):
         ids = [row[0] for row in rows[start : start + CHUNK]]
         orphans = tx.conn.execute(q.orphans(len(ids)), ids).fetchall()
@@ -206,6 +244,8 @@ def _row(tx: Tx, r: JobRecord, depends_on: list[str], now: float) -> dict[str, A
         lane=None,
         fence=0,
         pending_deps=0,
+        lost=0,
+        update_seq=1,
         updated_at=now,
         touched=tx.batch.touch(),
     )
@@ -248,12 +288,39 @@ def claim(
         params.update((f"s{i}", seq) for i, seq in enumerate(seqs))
         if seqs:
             tx.conn.execute(q.claim_seqs(len(seqs)), params)
-    claimed = [record_of(row) for row in tx.conn.execute(q.CLAIMED, (touched,))]
-    tx.moved(_READY, _PROCESSING, len(claimed))
+    rows = tx.conn.execute(q.CLAIMED, (touched,)).fetchall()
+    tx.moved(_READY, _PROCESSING, len(rows))
+    claimed = records_of(tx, rows, now)
     for record in claimed:
         if record.id in tx.batch.watched:
             tx.updates.append(record_update(record))
+    # Rows with a corrupt status may hold places at the head of the ready lane, and corrupt
+    # claimed ones were set aside: claim past them (each round removes them for good).
+    cleared = len(rows) < limit and _clear_ready_lane(tx, limit, now)
+    if cleared or len(claimed) < len(rows):
+        claimed += claim(tx, job_types, limit - len(claimed), worker_id, lease, now)
     return claimed
+
+
+def _clear_ready_lane(tx: Tx, limit: int, now: float) -> bool:
+    """Set aside the rows at the head of the ready lane whose status is not PENDING (only a
+    corrupted row can be there); whether there were any."""
+    stuck = [seq for seq, status in tx.conn.execute(q.READY_HEAD, (limit,)) if status != _PENDING]
+    for seq in stuck:
+        (job_id,) = tx.conn.execute("SELECT id FROM jobs WHERE seq = ?", (seq,)).fetchone()
+        set_aside(tx, str(job_id), now, why="in the ready lane but not pending")
+    return bool(stuck)
+
+
+def records_of(tx: Tx, rows: Sequence[Row], now: float) -> list[JobRecord]:
+    """Records of ``queries.COLUMNS`` rows; corrupt ones are set aside and left out."""
+    records: list[JobRecord] = []
+    for row in rows:
+        try:
+            records.append(record_of(row))
+        except CorruptRow as exc:
+            set_aside(tx, exc.job_id, now)
+    return records
 
 
 def _candidates(tx: Tx, job_types: Sequence[str], limit: int) -> list[int]:
@@ -294,14 +361,14 @@ def _finish(tx: Tx, outcome: Outcome, now: float, completed: list[str]) -> bool:
     held = tx.conn.execute(q.HELD_ROW, {"id": outcome.job_id, "fence": outcome.fence}).fetchone()
     if held is None:
         return False
-    seq, attempts, max_retries, retry_delay = held
+    (seq,) = held
     params = {"seq": seq, "now": now, "touched": tx.batch.touch()}
     if outcome.kind == "release":
         tx.emit(tx.conn.execute(q.RELEASE, params).fetchone())
         tx.moved(_PROCESSING, _READY)
         tx.wake = True
-    elif outcome.retry and attempts <= max_retries:
-        at = now + backoff_delay(retry_delay, attempts, outcome.jitter)
+    elif outcome.kind == "retry":
+        at = now + max(outcome.delay, 0.0)
         lane = lane_of(at, 0, now)
         params.update(error=outcome.error, execute_at=at, lane=lane)
         tx.emit(tx.conn.execute(q.RETRY_LATER, params).fetchone())
@@ -317,25 +384,28 @@ def _emit_row(tx: Tx, job_id: str) -> None:
         tx.emit(tx.conn.execute(q.UPDATE_ROW, (job_id,)).fetchone())
 
 
-def _end(tx: Tx, statement: str, params: dict[str, Any], now: float, source: Place) -> None:
+def _end(
+    tx: Tx, statement: str, params: dict[str, Any], now: float, source: Place | None
+) -> str | None:
     """Apply a terminal transition (fail, cancel) to one row, counted as leaving ``source``;
-    cancel its dependents, transitively."""
+    cancel its dependents, transitively. Return the job's id (None: the row did not move)."""
     ended = tx.conn.execute(statement, params).fetchone()
     if ended is None:
-        return
+        return None
     tx.emit(ended)
-    job_id, status, depends_on = ended[0], ended[1], ended[7]
+    job_id, status, depends_on = ended[0], ended[1], ended[8]
     tx.moved(source, place(status, None))
     if depends_on != "[]":  # it may still wait on something: those edges are moot now
         tx.conn.execute(q.DROP_EDGES_FROM, (job_id,))
     waiting = tx.conn.execute(q.DEPENDENTS_WAITING, (job_id,)).fetchall()
     if not waiting:
-        return
+        return str(job_id)
     tx.conn.execute(q.drop_edges_to(1), (job_id,))
     error = dependency_error(job_id, status)
     for (seq,) in waiting:
         params = {"seq": seq, "now": now, "touched": tx.batch.touch(), "error": error}
         _end(tx, q.CANCEL, params, now, _WAITING)
+    return str(job_id)
 
 
 def _release_dependents(tx: Tx, job_ids: list[str], now: float) -> None:
@@ -386,15 +456,28 @@ def renew_many(tx: Tx, leases: Sequence[Lease], duration: float, now: float) -> 
 
 
 def reclaim_expired(tx: Tx, now: float) -> list[str]:
-    """Send every PROCESSING job whose lease ran out back to PENDING, due at once (and delete
-    expired jobs: housekeeping on every worker's lease check)."""
+    """Take back every PROCESSING job whose lease ran out, one more loss each: FAILED with
+    :func:`~jdobb_async_queue._policy.lost_error` once :func:`lost_ends_job` says so (a
+    terminal transition), else back to PENDING, due at once. Also deletes expired jobs
+    (housekeeping on every worker's lease check)."""
     _expire(tx, now)
-    rows = tx.conn.execute(q.RECLAIM, {"now": now, "touched": tx.batch.touch()}).fetchall()
-    for row in rows:
+    taken: list[str] = []
+    for seq, lost, max_lost in tx.conn.execute(q.EXPIRED_LEASES, {"now": now}).fetchall():
+        params: dict[str, Any] = {"seq": seq, "now": now, "touched": tx.batch.touch()}
+        if lost_ends_job(lost + 1, max_lost):
+            params["error"] = lost_error(lost + 1)
+            ended = _end(tx, q.LOST, params, now, _PROCESSING)
+            if ended is not None:
+                taken.append(ended)
+            continue
+        row = tx.conn.execute(q.RECLAIM, params).fetchone()
+        if row is None:
+            continue
         tx.emit(row)
-    tx.moved(_PROCESSING, _READY, len(rows))
-    tx.wake = tx.wake or bool(rows)
-    return [row[0] for row in rows]
+        tx.moved(_PROCESSING, _READY)
+        taken.append(str(row[0]))
+    tx.wake = tx.wake or bool(taken)
+    return taken
 
 
 # -- explicit transitions ------------------------------------------------------------------------
@@ -405,11 +488,11 @@ def cancel(tx: Tx, job_id: str, reason: str | None, now: float) -> bool:
     row = tx.conn.execute(q.ALIVE_ROW, {"id": job_id, "now": now}).fetchone()
     if row is None or row[1] not in _CANCELLABLE:
         return False
-    seq, status, lane = row[0], row[1], row[2]
+    seq, status, lane, fence = row[0], row[1], row[2], row[5]
     params = {"seq": seq, "now": now, "touched": tx.batch.touch(), "error": reason}
     _end(tx, q.CANCEL, params, now, place(status, lane))
     if status == "processing":
-        tx.cancelled.append(job_id)
+        tx.cancelled.append((job_id, fence))
     return True
 
 
@@ -418,7 +501,7 @@ def retry(tx: Tx, job_id: str, delay: float, now: float) -> bool:
     row = tx.conn.execute(q.ALIVE_ROW, {"id": job_id, "now": now}).fetchone()
     if row is None or row[1] not in _RETRYABLE:
         return False
-    seq, status, _, unique_key, depends_on = row
+    seq, status, _, unique_key, depends_on, _ = row
     if _holder(tx, unique_key) is not None:  # the job is terminal: any holder is another job
         return False
     waits = _waits_on_retry(tx, load_json(depends_on), now)
@@ -473,3 +556,53 @@ def post_message(tx: Tx, update: UpdateRecord, origin: str) -> None:
     body = msgspec.json.encode(update).decode()
     tx.conn.execute(q.POST_MESSAGE, (origin, update.job_id, body, update.timestamp))
     tx.conn.execute(q.PRUNE_MESSAGES, (update.timestamp - MESSAGE_TTL,))
+
+
+# -- corrupt rows ----------------------------------------------------------------------------------
+
+_EMPTY = {"data": "{}", "metadata": "{}", "results": None, "depends_on": "[]", "priority": "normal"}
+
+
+def set_aside(tx: Tx, job_id: str, now: float, why: str | None = None) -> bool:
+    """Set aside the corrupt row of ``job_id`` (see the module docs); whether it was corrupt.
+
+    :param why: a problem the row's columns do not show by themselves (its place)
+    """
+    row = tx.conn.execute(q.RAW_ROW, (job_id,)).fetchone()
+    if row is None:
+        return False
+    seq, status, lane, *stored = row
+    values = dict(zip(_EMPTY, stored, strict=True))
+    problems = corruption({"status": status, **values})
+    reasons = [*problems.values(), *([why] if why else [])]
+    if not reasons:
+        return False
+    logger.error(
+        "job %s: its stored record is corrupt (%s); set aside%s",
+        job_id,
+        "; ".join(reasons),
+        "" if status in _TERMINAL else " as FAILED",
+    )
+    for name in problems.keys() & _EMPTY.keys():
+        values[name] = _EMPTY[name]
+    params: dict[str, Any] = {
+        **values,
+        "rank": PRIORITY_RANK[values["priority"]],
+        "seq": seq,
+        "now": now,
+        "touched": tx.batch.touch(),
+        "error": f"set aside: its stored record was corrupt ({'; '.join(reasons)})",
+    }
+    if status in _TERMINAL:
+        tx.emit(tx.conn.execute(q.REPAIR_ENDED, params).fetchone())
+        return True
+    source = place(status, lane) if status in STATUSES else None
+    _end(tx, q.SET_ASIDE, params, now, source)
+    return True
+
+
+def set_aside_and_get(tx: Tx, job_id: str, now: float) -> JobRecord | None:
+    """Set aside the corrupt row of ``job_id`` (a ``get`` met it), then read it again."""
+    set_aside(tx, job_id, now)
+    row = tx.conn.execute(q.GET, {"id": job_id, "now": now}).fetchone()
+    return None if row is None else record_of(row)
