@@ -566,7 +566,7 @@ async def test_bad_options_are_refused_when_the_task_is_made(make_queue: QueueFa
         task.with_options(timeout=-1)
     with pytest.raises(InvalidJobError, match="data"):
         task.with_options(data={"x": 1})  # type: ignore[call-arg]
-    assert [t for t in ("a", "b", "c", "d") if t in queue._task_registry()._tasks] == []
+    assert [t for t in ("a", "b", "c", "d") if t in queue.tasks] == []
 
 
 # -- results and waiting ---------------------------------------------------------------------------

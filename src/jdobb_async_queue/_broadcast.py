@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._codec import checked_copy
 from ._errors import InvalidJobError, JobNotFoundError
 from ._jobspec import check_progress
 from ._models import TERMINAL_STATUSES, JobUpdate
-from ._queue import JobQueue
 from ._records import UpdateRecord, record_update, to_update
+
+if TYPE_CHECKING:
+    from ._queue import JobQueue
 
 __all__ = ["Broadcaster"]
 

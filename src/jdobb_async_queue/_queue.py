@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from . import _policy
 from ._codec import CheckedJSON, checked_copy
@@ -22,10 +22,8 @@ from ._errors import ConfigurationError, InvalidJobError
 from ._jobspec import as_sequence, build_record, check_progress, check_ttl
 from ._models import TERMINAL_STATUSES, Job, JobPriority, JobStatus, QueueStats, WorkerInfo
 from ._records import DEFAULT_MAX_LOST, JobRecord, Outcome, ProgressUpdate, to_job, to_worker
+from ._tasks import Task, TaskRegistry, make_task
 from .backends import QueueBackend, open_backend
-
-if TYPE_CHECKING:
-    from ._tasks import Task, TaskRegistry
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -97,7 +95,8 @@ class JobQueue:
             # A test clock drives the store too, even one with a clock of its own (Redis).
             self._backend.test_clock = clock
         self._closed = False
-        self._tasks: TaskRegistry | None = None
+        #: The tasks registered with :meth:`task` (Workers of this queue run them).
+        self.tasks = TaskRegistry()
         self._middleware: list[EnqueueMiddleware] = []
 
     @property
@@ -432,8 +431,6 @@ class JobQueue:
             ``retry_delay``, ``timeout``, ...)
         :raises ConfigurationError: if a task of that name is already registered
         """
-        from ._tasks import make_task
-
         if callable(name):
             return make_task(self, name, None, options, unique_key)
 
@@ -441,13 +438,6 @@ class JobQueue:
             return make_task(self, func, name, options, unique_key)
 
         return decorate
-
-    def _task_registry(self) -> TaskRegistry:
-        from ._tasks import TaskRegistry
-
-        if self._tasks is None:
-            self._tasks = TaskRegistry()
-        return self._tasks
 
     async def close(self) -> None:
         """Release the backend's connections, threads and files. Safe to call twice."""

@@ -305,6 +305,13 @@ class TaskRegistry:
             raise ConfigurationError(f"a task named {task.name!r} is already registered")
         self._tasks[task.name] = task
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def names(self) -> list[str]:
+        """The names of the registered tasks, in registration order."""
+        return list(self._tasks)
+
     def handlers(self) -> dict[str, HandlerFunc]:
         """A job handler per task, for Workers of the queue."""
         # A snapshot (list() is atomic): a thread may register a task meanwhile.
@@ -398,7 +405,7 @@ def make_task(
     task_name = _task_name(func, name)
     _check_options(task_name, options, unique_key)
     task: Task[Any, Any] = Task(queue, func, task_name, options, unique_key)
-    queue._task_registry().add(task)
+    queue.tasks.add(task)
     return task
 
 

@@ -295,10 +295,7 @@ class Worker:
         self._schedules[key] = Schedule(key, job_type, data=payload, options=given, **when)
 
     def _all_handlers(self) -> dict[str, HandlerFunc]:
-        handlers: dict[str, HandlerFunc] = {}
-        tasks = self.queue._tasks
-        if tasks is not None:
-            handlers.update(tasks.handlers())
+        handlers: dict[str, HandlerFunc] = self.queue.tasks.handlers()
         handlers.update(self._handlers)
         return handlers
 

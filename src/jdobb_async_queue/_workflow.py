@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidJobError
 from ._jobspec import ENQUEUE_OPTIONS, new_job_id
-from ._queue import JobQueue
+
+if TYPE_CHECKING:
+    from ._queue import JobQueue
 
 __all__ = ["Workflow", "WorkflowStep"]
 

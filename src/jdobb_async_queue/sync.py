@@ -31,8 +31,8 @@ import anyio
 from anyio.from_thread import BlockingPortal
 
 from ._errors import ConfigurationError
-from ._models import Job, JobPriority, JobStatus, QueueStats
-from ._queue import DEFAULT_LEASE, DEFAULT_MAX_PAYLOAD
+from ._models import Job, JobPriority, JobStatus, QueueStats, WorkerInfo
+from ._queue import DEFAULT_LEASE, DEFAULT_MAX_PAYLOAD, EnqueueMiddleware
 from ._queue import JobQueue as AsyncJobQueue
 from ._records import DEFAULT_MAX_LOST
 from ._tasks import Task, make_task
@@ -256,6 +256,15 @@ class JobQueue:
     def stats(self) -> QueueStats:
         """Blocking :meth:`jdobb_async_queue.JobQueue.stats`."""
         return self._run(self._queue.stats)
+
+    def workers(self) -> list[WorkerInfo]:
+        """Blocking :meth:`jdobb_async_queue.JobQueue.workers`."""
+        return self._run(self._queue.workers)
+
+    def middleware(self, middleware: EnqueueMiddleware) -> EnqueueMiddleware:
+        """:meth:`jdobb_async_queue.JobQueue.middleware` (the middleware stays async: it runs
+        in this queue's loop thread)."""
+        return self._queue.middleware(middleware)
 
     def purge(
         self,
