@@ -50,9 +50,17 @@ import anyio
 
 from .._errors import BackendUnavailable, QueueClosedError
 from .._models import QueueStats
-from .._records import JobRecord, Lease, Outcome, ProgressUpdate, UpdateRecord, gone_update
+from .._records import (
+    JobRecord,
+    Lease,
+    Outcome,
+    ProgressUpdate,
+    UpdateRecord,
+    WorkerRecord,
+    gone_update,
+)
 from ._hub import Mailbox
-from ._sqlite import reads, writes
+from ._sqlite import reads, registry, writes
 from ._sqlite.store import BatchReport, Op, SchemaVersionError, Served, Settings, Store
 from ._sqlite.tx import CorruptRow, Tx, update_of
 from .base import Notice, QueueBackend
@@ -492,6 +500,15 @@ class SQLiteBackend(QueueBackend):
             reads.list_jobs, status=status, job_type=job_type, limit=limit, offset=offset, now=now
         )
         return await self._call(op)
+
+    async def register_worker(self, worker: WorkerRecord, *, now: float) -> None:
+        await self._call(partial(registry.register_worker, worker=worker, now=now))
+
+    async def remove_worker(self, worker_id: str) -> None:
+        await self._call(partial(registry.remove_worker, worker_id=worker_id))
+
+    async def list_workers(self, *, now: float) -> list[WorkerRecord]:
+        return await self._call(partial(registry.live_workers, now=now), writes=False)
 
     async def stats(self, *, now: float) -> QueueStats:
         return await self._call(partial(reads.stats, now=now))

@@ -321,3 +321,14 @@ def purge(statuses: int, before: bool, job_type: bool) -> str:
 def watch(count: int) -> str:
     """Read the jobs a process watches (subscribed or running here) after a foreign commit."""
     return WATCH + "WHERE id IN (" + ", ".join("?" * count) + ")"
+
+
+# -- the worker registry -------------------------------------------------------------------------
+
+DROP_DEAD_WORKERS = "DELETE FROM workers WHERE heartbeat_at < :oldest"
+REGISTER_WORKER = (
+    "INSERT INTO workers (id, record, heartbeat_at) VALUES (:id, :record, :now) "
+    "ON CONFLICT (id) DO UPDATE SET record = excluded.record, heartbeat_at = excluded.heartbeat_at"
+)
+REMOVE_WORKER = "DELETE FROM workers WHERE id = ?"
+LIVE_WORKERS = "SELECT record, heartbeat_at FROM workers WHERE heartbeat_at >= ? ORDER BY id"

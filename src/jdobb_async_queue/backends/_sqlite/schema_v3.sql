@@ -11,3 +11,12 @@
 ALTER TABLE jobs ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN max_lost INTEGER NOT NULL DEFAULT 5;
 ALTER TABLE jobs ADD COLUMN update_seq INTEGER NOT NULL DEFAULT 1;
+
+-- Issue 14: the worker registry, shared by every process on the file. One row per running
+-- Worker: its record (WorkerRecord as JSON, without the heartbeat) and its last heartbeat; rows
+-- whose heartbeat is more than WORKER_TTL seconds old are dead and deleted by the next write.
+CREATE TABLE workers (
+    id           TEXT PRIMARY KEY,
+    record       TEXT NOT NULL,
+    heartbeat_at REAL NOT NULL
+) WITHOUT ROWID;
