@@ -31,6 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+# The shipped contract suite (``jdobb_async_queue.testing.contract``) asserts with plain
+# ``assert``: have pytest rewrite them so failures show the values, as in one's own tests.
+pytest.register_assert_rewrite("jdobb_async_queue.testing.contract")
+
 if TYPE_CHECKING:
     from ._queue import JobQueue
     from ._worker import Worker

@@ -11,8 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from jdobb_async_queue import JobQueue, Worker
 from jdobb_async_queue.health import check_store, serve_http, worker_health
 from jdobb_async_queue.metrics import CONTENT_TYPE, QueueMetrics
-
-from ..contract._support import WAIT, finished, running
+from jdobb_async_queue.testing.contract._support import WAIT, finished, running
 
 pytestmark = pytest.mark.anyio
 

@@ -19,9 +19,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from jdobb_async_queue import JobQueue, Worker
+from jdobb_async_queue.testing.contract._support import WAIT, finished, running
 from jdobb_async_queue.tracing import CONTEXT_KEY, instrument_queue, instrument_worker
-
-from ..contract._support import WAIT, finished, running
 
 pytestmark = pytest.mark.anyio
 

@@ -11,8 +11,7 @@ from jdobb_async_queue import JobQueue, Worker
 from jdobb_async_queue._records import WorkerRecord
 from jdobb_async_queue.backends.base import WORKER_TTL
 from jdobb_async_queue.testing import MockClock
-
-from ..contract._support import WAIT, running
+from jdobb_async_queue.testing.contract._support import WAIT, running
 
 pytestmark = pytest.mark.anyio
 

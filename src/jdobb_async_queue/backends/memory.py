@@ -52,7 +52,7 @@ class MemoryBackend(QueueBackend):
         self._where: dict[str, str] = {}  # PENDING jobs only: ready / scheduled / waiting
         self._ready: dict[str, list[tuple[int, int, str]]] = {}  # job_type -> (rank, order, id)
         self._scheduled: list[tuple[float, int, str]] = []  # (execute_at, order, id)
-        self._leases: list[tuple[float, str, int]] = []  # (expires, id, fence)
+        self._leases: list[tuple[float, str, int, int]] = []  # (expires, id, fence, order)
         self._expiry: list[tuple[float, str]] = []  # (expires_at, id)
         self._dependents: dict[str, dict[str, None]] = {}  # dependency -> jobs waiting on it
         self._unique: dict[str, str] = {}
@@ -108,9 +108,14 @@ class MemoryBackend(QueueBackend):
         """Move scheduled jobs that are due into the ready heaps."""
         heap = self._scheduled
         while heap and heap[0][0] <= now:
-            due, _, job_id = heapq.heappop(heap)
+            due, order, job_id = heapq.heappop(heap)
             r = self._jobs.get(job_id)
-            if r is not None and self._where.get(job_id) == _SCHEDULED and r.execute_at == due:
+            if (
+                r is not None
+                and self._where.get(job_id) == _SCHEDULED
+                and r.execute_at == due
+                and self._order[job_id] == order
+            ):
                 self._place(r, now)
 
     def _expire(self, now: float) -> None:
@@ -284,9 +289,10 @@ class MemoryBackend(QueueBackend):
             heap = min((h for h in heaps if h), key=lambda h: h[0], default=None)
             if heap is None:
                 break
-            _, _, job_id = heapq.heappop(heap)
+            _, order, job_id = heapq.heappop(heap)
             r = self._jobs.get(job_id)
-            if r is None or self._where.get(job_id) != _READY or r.status != "pending":
+            # A stale entry (the job moved on, or was deleted and its id used again) is skipped.
+            if r is None or self._where.get(job_id) != _READY or self._order[job_id] != order:
                 continue
             self._claim(r, worker_id, lease, now)
             claimed.append(_copy(r))
@@ -300,7 +306,7 @@ class MemoryBackend(QueueBackend):
         r.worker_id = worker_id
         r.started_at = now
         r.lease_expires_at = now + lease
-        heapq.heappush(self._leases, (r.lease_expires_at, r.id, r.fence))
+        heapq.heappush(self._leases, (r.lease_expires_at, r.id, r.fence, self._order[r.id]))
         self._emit(r)
 
     def _held(self, job_id: str, fence: int | None) -> JobRecord | None:
@@ -402,7 +408,7 @@ class MemoryBackend(QueueBackend):
         if r is None:
             return False
         r.lease_expires_at = now + duration
-        heapq.heappush(self._leases, (r.lease_expires_at, r.id, r.fence))
+        heapq.heappush(self._leases, (r.lease_expires_at, r.id, r.fence, self._order[r.id]))
         return True
 
     async def reclaim_expired(self, *, now: float) -> list[str]:
@@ -411,9 +417,9 @@ class MemoryBackend(QueueBackend):
         reclaimed: list[str] = []
         heap = self._leases
         while heap and heap[0][0] < now:
-            expires, job_id, fence = heapq.heappop(heap)
+            expires, job_id, fence, order = heapq.heappop(heap)
             r = self._held(job_id, fence)
-            if r is not None and r.lease_expires_at == expires:
+            if r is not None and r.lease_expires_at == expires and self._order[job_id] == order:
                 r.lost += 1
                 if lost_ends_job(r.lost, r.max_lost):
                     r.error = lost_error(r.lost)
@@ -502,9 +508,14 @@ class MemoryBackend(QueueBackend):
         self._promote(now)
         heap = self._scheduled
         while heap:
-            due, _, job_id = heap[0]
+            due, order, job_id = heap[0]
             r = self._jobs.get(job_id)
-            if r is not None and self._where.get(job_id) == _SCHEDULED and r.execute_at == due:
+            if (
+                r is not None
+                and self._where.get(job_id) == _SCHEDULED
+                and r.execute_at == due
+                and self._order[job_id] == order
+            ):
                 return due
             heapq.heappop(heap)
         return None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from jdobb_async_queue import InvalidJobError, Job, JobQueue, JobStatus, QueueStats
@@ -12,15 +10,6 @@ from jdobb_async_queue.testing import MockClock
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def clock() -> MockClock:
-    return MockClock()
-
-
-@pytest.fixture
-async def timed(make_queue: Any, clock: MockClock) -> JobQueue:
-    queue: JobQueue = make_queue(clock=clock)
-    return queue
 
 
 async def _get(queue: JobQueue, job_id: str) -> Job:

@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jdobb_async_queue._policy import dependency_error, lost_error
-from jdobb_async_queue._records import DEFAULT_MAX_LOST
+from jdobb_async_queue.backends import DEFAULT_MAX_LOST, dependency_error, lost_error
 
 __all__ = ["ModelJob", "Model", "UnknownDependency", "RANK", "BACKOFF_CAP"]
 

@@ -20,15 +20,6 @@ from ._support import EMPTY, aware
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def clock() -> MockClock:
-    return MockClock()
-
-
-@pytest.fixture
-async def timed(make_queue: Any, clock: MockClock) -> JobQueue:
-    queue: JobQueue = make_queue(clock=clock)
-    return queue
 
 
 async def _claim(queue: JobQueue, job_id: str) -> None:

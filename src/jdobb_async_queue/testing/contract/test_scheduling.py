@@ -16,15 +16,6 @@ from ._support import EMPTY, aware
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def clock() -> MockClock:
-    return MockClock()
-
-
-@pytest.fixture
-async def timed(make_queue: Any, clock: MockClock) -> JobQueue:
-    queue: JobQueue = make_queue(clock=clock)
-    return queue
 
 
 async def test_delay_in_seconds_holds_the_job_until_due(timed: JobQueue, clock: MockClock) -> None:

@@ -14,6 +14,7 @@ from jdobb_async_queue import (
     Broadcaster,
     InvalidJobError,
     JobNotFoundError,
+    JobPriority,
     JobQueue,
     JobStatus,
     JobUpdate,
@@ -21,8 +22,7 @@ from jdobb_async_queue import (
     QueueClosedError,
     Worker,
 )
-from jdobb_async_queue._policy import lost_error
-from jdobb_async_queue._records import Outcome, ProgressUpdate
+from jdobb_async_queue.backends import Outcome, ProgressUpdate, lost_error
 from jdobb_async_queue.testing import MockClock
 
 from ._support import WAIT, running
@@ -30,20 +30,6 @@ from ._support import WAIT, running
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def clock() -> MockClock:
-    return MockClock(1_700_000_000.0)
-
-
-@pytest.fixture
-async def timed(make_queue: Any, clock: MockClock) -> JobQueue:
-    queue: JobQueue = make_queue(clock=clock)
-    return queue
-
-
-def _shared_store(backend_name: str) -> None:
-    if backend_name == "sqlite-memory":
-        pytest.skip("a store of its own per queue: nothing shared between two queues")
 
 
 async def _next(updates: AsyncIterator[JobUpdate]) -> JobUpdate:
@@ -103,11 +89,10 @@ async def test_each_update_is_delivered_once_in_order(queue: JobQueue) -> None:
 
 
 async def test_updates_from_a_host_whose_clock_is_behind_are_not_dropped(
-    make_queue: Any, backend_name: str
+    make_queue: Any,
 ) -> None:
     """A subscriber skipped updates stamped before its snapshot: a completion from a host a
     few seconds behind was dropped, and the subscriber waited forever."""
-    _shared_store(backend_name)
     ahead = MockClock(1_700_000_100.0)
     behind = MockClock(1_700_000_000.0)
     producer: JobQueue = make_queue(clock=ahead)
@@ -380,3 +365,17 @@ async def test_progress_of_an_older_attempt_is_refused(timed: JobQueue, clock: M
     assert not await timed.backend.update_progress(stale, now=clock())
     job = await timed.get(job_id)
     assert job is not None and job.progress == 0.0
+
+
+async def test_an_id_used_again_after_a_purge_is_a_new_job(queue: JobQueue) -> None:
+    """A store must not mix a purged job's leftovers (its place in the claim order, its due
+    time, its lease) into a new job that reuses the id."""
+    await queue.enqueue("t", job_id="reused", priority=JobPriority.HIGH)
+    await queue.cancel("reused")
+    assert await queue.purge() == 1
+    await queue.enqueue("t", job_id="first")
+    await queue.enqueue("t", job_id="reused", priority=JobPriority.LOW)
+    claimed = await queue.claim()
+    assert claimed is not None and claimed.id == "first"
+    again = await queue.claim()
+    assert again is not None and again.id == "reused" and again.priority is JobPriority.LOW

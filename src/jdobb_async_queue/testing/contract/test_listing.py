@@ -14,15 +14,6 @@ from ._support import EMPTY
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def clock() -> MockClock:
-    return MockClock()
-
-
-@pytest.fixture
-async def timed(make_queue: Any, clock: MockClock) -> JobQueue:
-    queue: JobQueue = make_queue(clock=clock)
-    return queue
 
 
 async def _ids(queue: JobQueue, *args: Any, **kwargs: Any) -> list[str]:

@@ -6,31 +6,32 @@ reports progress, completes, fails, cancels and retries them, moves a :class:`Mo
 whole seconds, or exactly onto the next lease expiry or due time), reclaims expired leases,
 renews leases and hands jobs back, and sends worker reports with current and old fences.
 
-Every operation runs on the backend and on :class:`~tests.contract._model.Model`, and each
+Every operation runs on the backend and on :class:`._model.Model`, and each
 return value must match: ``claim()`` must return exactly the job the model picks (PENDING, due,
 every dependency COMPLETE; then priority, then enqueue order). After every step each job's
 fields, ``stats()``, ``next_due()`` and the order of ``list_jobs("pending")`` must match too;
 a failure prints the differences and the model's view of every job.
 
-Hypothesis' stateful machines are synchronous, so the async API runs in a blocking portal on the
-chosen event loop: one test per (event loop, backend), each example on a fresh queue (a new
-SQLite file, a new Redis namespace). ``test_known_sequence`` replays, on every backend, short
-sequences that once broke one. ``STATE_MACHINE_SCALE=10`` runs ten times the examples.
+Hypothesis' stateful machines are synchronous, so the machine runs in a worker thread and each
+call goes back to the test's event loop (``anyio.from_thread.run``): one test per (event loop,
+backend), on the ``queue_backend`` the test was given. Each example starts on an emptied store
+(live jobs cancelled, then every finished job purged, through the contract itself).
+``test_known_sequence`` replays short sequences that once broke a backend.
+``STATE_MACHINE_SCALE=10`` runs ten times the examples.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
+import anyio
+import anyio.from_thread
 import pytest
-from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -45,8 +46,14 @@ from hypothesis.stateful import (
 )
 
 from jdobb_async_queue import JobQueue
-from jdobb_async_queue._errors import UnknownDependencyError
-from jdobb_async_queue._records import JobRecord, Lease, Outcome, ProgressUpdate
+from jdobb_async_queue.backends import (
+    JobRecord,
+    Lease,
+    Outcome,
+    ProgressUpdate,
+    QueueBackend,
+    UnknownDependencyError,
+)
 from jdobb_async_queue.testing import MockClock
 
 from ._model import PROCESSING, RANK, Model, ModelJob, UnknownDependency
@@ -59,14 +66,16 @@ JOB_TYPES = ["a", "b"]
 CLAIM_FILTERS = [None, None, None, None, ["a"], ["b"], ["a", "b"], []]
 UNIQUE_KEYS = ["k1", "k2"]
 
-#: (examples, steps per example) for each backend: memory, both loops, takes about 15 s.
+#: (examples, steps per example) by ``QueueBackend.name``: memory, both loops, takes about 15 s.
 #: ``STATE_MACHINE_SCALE=10`` multiplies the examples for a deeper search (e.g. before a release).
 BUDGET = {
     "memory": (300, 40),
-    "sqlite-file": (25, 30),
-    "sqlite-memory": (30, 30),
+    "sqlite": (25, 30),
     "redis": (20, 30),
+    "postgres": (20, 30),
 }
+#: The budget of a backend not listed above (yours).
+DEFAULT_BUDGET = (25, 30)
 SCALE = float(os.environ.get("STATE_MACHINE_SCALE", "1"))
 
 
@@ -84,10 +93,9 @@ JOB_SPECS = st.fixed_dictionaries(JOB_OPTIONS)
 
 @dataclass
 class Env:
-    """What one test hands to its machine: the portal, and how to open a fresh queue."""
+    """What one test hands to its machine: how to open a queue on the emptied store."""
 
-    portal: BlockingPortal
-    open_queue: Callable[[MockClock], JobQueue]
+    open_queue: Callable[[MockClock], Awaitable[JobQueue]]
 
 
 class QueueMachine(RuleBasedStateMachine):
@@ -109,18 +117,13 @@ class QueueMachine(RuleBasedStateMachine):
         self.queue: JobQueue = self.call(self._open)
 
     async def _open(self) -> JobQueue:
-        return self.env.open_queue(self.clock)
+        return await self.env.open_queue(self.clock)
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         async def run() -> T:
             return await fn(*args, **kwargs)
 
-        return self.env.portal.call(run)
-
-    def teardown(self) -> None:
-        queue = getattr(self, "queue", None)
-        if queue is not None:
-            self.call(_dispose, queue)
+        return anyio.from_thread.run(run)
 
     # -- producing -------------------------------------------------------------------------------
 
@@ -423,59 +426,41 @@ class QueueMachine(RuleBasedStateMachine):
         return "\n".join(lines)
 
 
-async def _dispose(queue: JobQueue) -> None:
-    try:
-        drop = getattr(queue.backend, "drop_namespace", None)
-        if drop is not None:
-            await drop()
-    finally:
-        await queue.close()
+async def _empty(backend: QueueBackend, now: float) -> None:
+    """Leave no job in the store: cancel the live ones, then purge every finished one."""
+    for status in ("pending", "processing"):
+        while live := await backend.list_jobs(status, job_type=None, limit=500, offset=0, now=now):
+            for record in live:
+                await backend.cancel(record.id, None, now=now)
+    await backend.purge(["cancelled", "complete", "failed"], before=None, job_type=None, now=now)
 
 
-@contextmanager
-def machine_on(
-    loop: str, backend_name: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[type[QueueMachine]]:
-    """A :class:`QueueMachine` class whose every instance opens a fresh, empty queue on
-    ``backend_name`` (a new file, database or Redis namespace each time), driven on ``loop``."""
-    redis_url = request.getfixturevalue("redis_url") if backend_name == "redis" else None
-    files = itertools.count()
+def machine_for(backend: QueueBackend) -> type[QueueMachine]:
+    """A :class:`QueueMachine` class whose every instance opens a queue on ``backend``, emptied
+    first, with a clock of its own."""
 
-    def open_queue(clock: MockClock) -> JobQueue:
-        if backend_name == "memory":
-            return JobQueue(backend="memory", clock=clock)
-        if backend_name == "sqlite-file":
-            url = f"sqlite:///{tmp_path}/sm-{next(files)}.db"
-            return JobQueue(backend="sqlite", url=url, clock=clock)
-        if backend_name == "sqlite-memory":
-            return JobQueue(backend="sqlite", url="sqlite:///:memory:", clock=clock)
-        namespace = f"sm-{uuid.uuid4().hex[:12]}"
-        return JobQueue(backend="redis", url=redis_url, namespace=namespace, clock=clock)
+    async def open_queue(clock: MockClock) -> JobQueue:
+        await _empty(backend, clock())
+        return JobQueue(backend=backend, clock=clock)
 
-    with start_blocking_portal(backend=loop) as portal:
-        yield type(
-            f"QueueMachine_{backend_name.replace('-', '_')}_{loop}",
-            (QueueMachine,),
-            {"env": Env(portal=portal, open_queue=open_queue)},
-        )
+    name = f"QueueMachine_{backend.name}"
+    return type(name, (QueueMachine,), {"env": Env(open_queue=open_queue)})
 
 
-@pytest.mark.parametrize("loop", ["asyncio", "trio"])
-def test_queue_follows_the_model(
-    loop: str, backend_name: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    examples, steps = BUDGET[backend_name]
+async def test_queue_follows_the_model(queue_backend: QueueBackend) -> None:
+    examples, steps = BUDGET.get(queue_backend.name, DEFAULT_BUDGET)
     examples = max(1, round(examples * SCALE))
-    with machine_on(loop, backend_name, tmp_path, request) as machine:
-        run_state_machine_as_test(
-            machine,
-            settings=settings(
-                max_examples=examples,
-                stateful_step_count=steps,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow],
-            ),
-        )
+    run = partial(
+        run_state_machine_as_test,
+        machine_for(queue_backend),
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=steps,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
+    await anyio.to_thread.run_sync(run)
 
 
 # -- sequences that once broke a backend, replayed on every backend ----------------------------
@@ -542,12 +527,9 @@ SEQUENCES: dict[str, list[Step]] = {
 
 
 @pytest.mark.parametrize("sequence", list(SEQUENCES))
-@pytest.mark.parametrize("loop", ["asyncio", "trio"])
-def test_known_sequence(
-    sequence: str, loop: str, backend_name: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    with machine_on(loop, backend_name, tmp_path, request) as machine_class:
-        machine = machine_class()
+async def test_known_sequence(sequence: str, queue_backend: QueueBackend) -> None:
+    def replay() -> None:
+        machine = machine_for(queue_backend)()
         try:
             machine.backend_agrees_with_model()
             for name, arguments in SEQUENCES[sequence]:
@@ -555,3 +537,5 @@ def test_known_sequence(
                 machine.backend_agrees_with_model()
         finally:
             machine.teardown()
+
+    await anyio.to_thread.run_sync(replay)

@@ -5,26 +5,15 @@ These drive ``queue.backend`` directly for what a worker does (renew, reclaim, f
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from jdobb_async_queue import Job, JobQueue, JobStatus, QueueStats
-from jdobb_async_queue._records import Lease, Outcome, ProgressUpdate
+from jdobb_async_queue.backends import Lease, Outcome, ProgressUpdate
 from jdobb_async_queue.testing import MockClock
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def clock() -> MockClock:
-    return MockClock()
-
-
-@pytest.fixture
-async def timed(make_queue: Any, clock: MockClock) -> JobQueue:
-    queue: JobQueue = make_queue(clock=clock)
-    return queue
 
 
 async def _claim(queue: JobQueue, job_id: str, lease: float = 30.0) -> Job:
