@@ -124,3 +124,38 @@ def test_stats_watch_refreshes(store: Store) -> None:
     result = store.run("stats", "--watch", "--interval", "0.1", "--count", "3")
     assert result.returncode == 0, result.stderr
     assert "pending" in result.stdout and "per s" in result.stdout
+
+
+def test_dashboard_serves_the_queue_until_sigterm(store: Store) -> None:
+    import signal
+    import subprocess
+
+    from .test_cli import APPS, CLI
+
+    job_id = store.enqueue("add", "--data", '{"a": 1, "b": 2}')
+    port = _free_port()
+    assert CLI is not None
+    process = subprocess.Popen(
+        [CLI, "dashboard", "--port", str(port), "--read-only"],
+        env=store.env,
+        cwd=APPS,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _until(lambda: _get(port, "/api/stats")[0] == 200 if _listening(port) else False)
+        status, body = _get(port, f"/jobs/{job_id}")
+        assert status == 200 and job_id in body
+        assert "Cancel" not in body  # read-only: no actions
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+    finally:
+        process.kill()
+        process.communicate()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

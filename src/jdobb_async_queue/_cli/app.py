@@ -6,6 +6,7 @@ coroutine on asyncio with a freshly opened :class:`JobQueue` that is always clos
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -338,6 +339,45 @@ def check(
         if problem is not None:
             raise CommandError(f"unhealthy: {problem}")
         stdout.print("ok")
+        return 0
+
+    _run(ctx, op)
+
+
+@app.command()
+def dashboard(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="JDOBB_DASHBOARD_TOKEN",
+            show_envvar=True,
+            help="Required by the actions (cancel, retry, purge).",
+        ),
+    ] = None,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="No actions at all: look, don't touch.")
+    ] = False,
+) -> None:
+    """Serve the web dashboard of the queue until Ctrl-C."""
+    try:
+        from ..dashboard import serve as serve_dashboard
+    except ImportError as exc:
+        raise CommandError(str(exc)) from None
+
+    async def op(queue: JobQueue) -> int:
+        stdout.print(f"dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+            async def first_signal() -> None:  # then hypercorn stops gracefully
+                async for _ in signals:
+                    return
+
+            await serve_dashboard(
+                queue, host, port, token=token, read_only=read_only, shutdown_trigger=first_signal
+            )
         return 0
 
     _run(ctx, op)
