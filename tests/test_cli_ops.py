@@ -45,12 +45,14 @@ def _until(predicate: object, timeout: float = 30.0) -> None:
 
 
 def test_check_passes_on_a_store_that_answers(store: Store) -> None:
+    store.enqueue("add", "--data", '{"a": 1, "b": 1}')  # a SQLite file exists once written
     result = store.run("check")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
 
 def test_check_fails_without_enough_workers(store: Store) -> None:
+    store.enqueue("add", "--data", '{"a": 1, "b": 1}')
     result = store.run("check", "--min-workers", "1")
     assert result.returncode == 1
     assert "unhealthy: 0 live worker(s)" in result.stderr

@@ -80,6 +80,10 @@ NOT_RUN: dict[str, str] = {
         "waits for a worker that runs elsewhere; examples/tasks.py runs the same calls"
     ),
     "@queue.task": "shows the type errors mypy reports, on purpose",
+    "# tests/test_my_backend.py: the whole contract suite on MyBackend": (
+        "a test module for the reader's own backend; tests/test_example_backend.py runs the "
+        "same on examples/dict_backend.py"
+    ),
 }
 
 #: What the page around a fragment has set up, run before it. Handlers for the job types the
@@ -192,6 +196,10 @@ REFERENCE = {
     "jdobb_async_queue.pytest_plugin": "reference/testing",
     "jdobb_async_queue.backends": "reference/backends",
     "jdobb_async_queue.backends.base": "reference/backends.base",
+    "jdobb_async_queue.metrics": "reference/operations",
+    "jdobb_async_queue.tracing": "reference/operations",
+    "jdobb_async_queue.health": "reference/operations",
+    "jdobb_async_queue.dashboard": "reference/operations",
 }
 
 needs_mkdocs = pytest.mark.skipif(
