@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from . import _policy
-from ._codec import CheckedJSON, checked_copy
+from ._codec import CheckedJSON, checked_copy, is_json_scalar
 from ._context import is_async_callable
 from ._errors import ConfigurationError, InvalidJobError
 from ._jobspec import as_sequence, build_record, check_progress, check_ttl
@@ -469,9 +469,18 @@ def _results(results: object) -> dict[str, Any]:
 
 
 def check_results(results: object) -> dict[str, Any] | None:
-    """Check a handler's return value: a JSON-compatible dict or None."""
+    """Check a handler's return value: a JSON-compatible dict or None.
+
+    A flat dict (str keys, JSON scalar values: the common ``{"result": 42}``) is JSON as it is
+    and only copied; anything else makes the JSON round trip.
+    """
     if results is None or type(results) is CheckedJSON:
         return results
+    if type(results) is dict:
+        for key, value in results.items():
+            if type(key) is not str or not is_json_scalar(value):
+                return _results(results)
+        return dict(results)
     return _results(results)
 
 

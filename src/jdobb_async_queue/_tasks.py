@@ -25,7 +25,6 @@ from anyio.lowlevel import RunVar
 from typing_extensions import Unpack
 
 from ._broadcast import Broadcaster
-from ._codec import CheckedJSON, is_json_scalar
 from ._context import HandlerFunc, JobContext, is_async_callable
 from ._errors import (
     ConfigurationError,
@@ -329,12 +328,7 @@ class TaskRegistry:
 
 
 class TaskHandler:
-    """The job handler of one task.
-
-    Awaited like any handler. For an ``async def`` task, ``JobRunner`` skips this wrapper's
-    coroutine and runs :meth:`arguments`, the function and :meth:`results` itself (one coroutine
-    frame fewer per job); both ways behave the same.
-    """
+    """The job handler of one task: awaited like any handler."""
 
     __slots__ = ("func", "is_async", "registry", "task")
 
@@ -347,31 +341,14 @@ class TaskHandler:
     def __repr__(self) -> str:
         return f"<TaskHandler {self.task.name}>"
 
-    def arguments(self, data: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-        """The stored call's arguments.
-
-        :raises TaskArgumentError: for data that is not ``{"args": [...], "kwargs": {...}}``
-        """
-        return _call_args(self.task, data)
-
-    def check_binding(self, args: list[Any], kwargs: dict[str, Any]) -> None:
-        """After a ``TypeError``: raise :class:`TaskArgumentError` if the arguments don't fit."""
-        _check_binding(self.task, args, kwargs)
-
-    @staticmethod
-    def results(value: Any) -> dict[str, Any]:
-        """The job's results for the function's return value."""
-        if is_json_scalar(value):  # the common case: no JSON round trip needed
-            return CheckedJSON(result=value)
-        return {"result": value}
-
     async def __call__(self, ctx: JobContext) -> dict[str, Any]:
         func = self.func
-        args, kwargs = _call_args(self.task, ctx.data)
+        data = ctx.data
+        args, kwargs = _call_args(self.task, data) if data else _NO_ARGUMENTS
         try:
             if self.is_async:
                 call = func(*args, **kwargs)  # a bad signature raises here, not in the body
-                return self.results(await call)
+                return {"result": await call}
             boxed = functools.partial(_boxed, func, *args, **kwargs)
             # abandon_on_cancel: a timeout or cancel must not wait for the thread, which
             # cannot be interrupted; it finishes in the background, result discarded.
@@ -382,7 +359,11 @@ class TaskHandler:
             _check_binding(self.task, args, kwargs)  # arguments that don't fit: say so clearly
             raise
         value = await call if inspect.isawaitable(call) else call
-        return self.results(value)
+        return {"result": value}
+
+
+#: The arguments of a call stored without any (``{}``): never changed, only unpacked.
+_NO_ARGUMENTS: tuple[list[Any], dict[str, Any]] = ([], {})
 
 
 def make_task(

@@ -18,13 +18,11 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .. import _policy
-from .._codec import is_json_scalar
 from .._context import HandlerFunc, JobContext
 from .._errors import JobQueueError
 from .._models import JobOutcome, OutcomeStatus
 from .._queue import JobQueue, check_results
 from .._records import JobRecord, Outcome, to_job
-from .._tasks import TaskHandler
 from .backoff import retrying
 from .reporter import SHIELD_LIMIT
 from .roster import Roster, RunningJob
@@ -38,7 +36,6 @@ Middleware = Callable[[JobContext, Callable[[], Awaitable[Any]]], Awaitable[Any]
 
 logger = logging.getLogger("jdobb_async_queue.worker")
 
-_NO_ARGUMENTS: tuple[list[Any], dict[str, Any]] = ([], {})  # never changed: only unpacked
 
 
 class JobRunner:
@@ -103,7 +100,6 @@ class JobRunner:
         if handler is None:
             return _failure(record, f"no handler registered for job type {record.job_type!r}")
         ctx = JobContext(self._queue, record, await self._dependency_results(record))
-        checked = False  # results known to be JSON already
         results: Any
         token = ctx._enter()
         try:
@@ -112,19 +108,6 @@ class JobRunner:
                     entry.scope.deadline = anyio.current_time() + record.timeout
                 if self._middleware:
                     results = await self._through_middleware(ctx, handler)
-                elif type(handler) is TaskHandler and handler.is_async:
-                    # An async task, run here rather than through its wrapper's coroutine.
-                    data = record.data
-                    args, kwargs = handler.arguments(data) if data else _NO_ARGUMENTS
-                    try:
-                        value = await handler.func(*args, **kwargs)
-                    except TypeError:
-                        handler.check_binding(args, kwargs)
-                        raise
-                    # A plain dict of a scalar is not even GC-tracked (unlike CheckedJSON), so
-                    # results kept by a store cost the collector nothing.
-                    checked = value is None or is_json_scalar(value)
-                    results = {"result": value}
                 else:
                     results = await handler(ctx)
         except Exception as exc:
@@ -135,8 +118,6 @@ class JobRunner:
             return None
         if entry.scope.cancelled_caught:
             return _failure(record, f"timed out after {record.timeout:g}s")
-        if checked:
-            return _policy.complete(record, results)
         return _success(record, results)
 
     async def _through_middleware(self, ctx: JobContext, handler: HandlerFunc) -> Any:
