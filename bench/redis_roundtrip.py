@@ -32,10 +32,20 @@ import anyio
 import hiredis
 
 try:
-    from jdobb_async_queue.backends._resp import RedisAddress, RedisClient, Script, parse_redis_url
+    from jdobb_async_queue.backends.redis.resp import (
+        RedisAddress,
+        RedisClient,
+        Script,
+        parse_redis_url,
+    )
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from jdobb_async_queue.backends._resp import RedisAddress, RedisClient, Script, parse_redis_url
+    from jdobb_async_queue.backends.redis.resp import (
+        RedisAddress,
+        RedisClient,
+        Script,
+        parse_redis_url,
+    )
 
 SCRIPT = Script("redis.call('INCR', KEYS[1]) return redis.call('GET', KEYS[2])")
 KEYS = ("bench:rt:counter", "bench:rt:value")
@@ -240,8 +250,8 @@ async def open_coredis(stack: contextlib.AsyncExitStack, address: RedisAddress) 
 
 CONTENDERS: list[tuple[str, Callable[..., Awaitable[Calls]]]] = [
     ("bare anyio stream + hiredis (floor)", open_bare),
-    ("transport (_resp)", opener(None)),
-    ("transport (_resp), command_timeout=30", opener(30.0)),
+    ("transport (redis.resp)", opener(None)),
+    ("transport (redis.resp), command_timeout=30", opener(30.0)),
     ("coredis 6.9", open_coredis),
 ]
 

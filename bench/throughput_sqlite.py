@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 
 from jdobb_async_queue import JobContext, JobQueue, Worker
-from jdobb_async_queue.backends._sqlite.store import Store
+from jdobb_async_queue.backends.sqlite.store import Store
 
 
 def count_batches() -> list[float]:

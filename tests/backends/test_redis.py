@@ -36,8 +36,8 @@ from jdobb_async_queue import (
     JobStatus,
     Worker,
 )
-from jdobb_async_queue.backends._resp import RedisClient
 from jdobb_async_queue.backends.redis import RedisBackend
+from jdobb_async_queue.backends.redis.resp import RedisClient
 from jdobb_async_queue.testing import MockClock
 
 from .._redis_server import RedisServer, free_port
@@ -610,7 +610,7 @@ class LosesFirstReply:
     async def evalsha(self, script: Any, keys: Any, args: Any, **kwargs: Any) -> Any:
         reply = await self._client.evalsha(script, keys, args, **kwargs)
         if script is self._script and not self.lost:
-            from jdobb_async_queue.backends._resp import RedisConnectionError
+            from jdobb_async_queue.backends.redis.resp import RedisConnectionError
 
             self.lost += 1
             raise RedisConnectionError("lost the connection before the reply (simulated)")
@@ -724,7 +724,7 @@ async def test_a_purge_in_many_script_calls_deletes_only_what_had_ended(
 ) -> None:
     """Two jobs per script call: the cursor and the ceiling carry over between calls, a job that
     ends between two calls is left for the next purge, and an orphan is cancelled and kept."""
-    import jdobb_async_queue.backends._redis.backend as redis_backend
+    import jdobb_async_queue.backends.redis.backend as redis_backend
 
     monkeypatch.setattr(redis_backend, "PURGE_BATCH", 2)
     queue = queue_factory()

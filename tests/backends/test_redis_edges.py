@@ -30,9 +30,9 @@ from jdobb_async_queue import (
 )
 from jdobb_async_queue._policy import lost_error
 from jdobb_async_queue._records import Lease, Outcome, ProgressUpdate
-from jdobb_async_queue.backends._resp import RedisClient, RedisConnectionError
 from jdobb_async_queue.backends.base import Notice
 from jdobb_async_queue.backends.redis import RedisBackend
+from jdobb_async_queue.backends.redis.resp import RedisClient, RedisConnectionError
 from jdobb_async_queue.testing import MockClock
 
 from .._redis_server import RedisServer, free_port
@@ -473,7 +473,7 @@ async def test_rediss_with_a_test_ca(tls_server: tuple[RedisServer, Any]) -> Non
 async def test_a_worker_round_trip_as_an_acl_user_limited_to_the_namespace(
     redis_url: str, admin: RedisClient, namespace: str
 ) -> None:
-    from jdobb_async_queue.backends._redis.backend import acl_rule
+    from jdobb_async_queue.backends.redis import acl_rule
 
     user, password = f"jdobb-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
     await admin.execute("ACL", "SETUSER", *acl_rule(user, password, namespace).split())

@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from jdobb_async_queue import JobContext, JobQueue, Worker
-from jdobb_async_queue.backends._resp import RedisClient
+from jdobb_async_queue.backends.redis.resp import RedisClient
 
 from .._redis_server import RedisServer
 

@@ -33,9 +33,8 @@ from jdobb_async_queue import (
     QueueStats,
     Worker,
 )
-from jdobb_async_queue.backends._sqlite import queries
-from jdobb_async_queue.backends._sqlite.store import SCHEMA_VERSION, Settings, Store
-from jdobb_async_queue.backends.sqlite import SchemaVersionError, SQLiteBackend
+from jdobb_async_queue.backends.sqlite import SchemaVersionError, SQLiteBackend, queries
+from jdobb_async_queue.backends.sqlite.store import SCHEMA_VERSION, Settings, Store
 
 pytestmark = pytest.mark.anyio
 
@@ -446,7 +445,7 @@ def test_claims_read_only_the_ready_lane() -> None:
     not depend on how many jobs are scheduled, waiting or finished."""
     conn = sqlite3.connect(":memory:")
     try:
-        from jdobb_async_queue.backends._sqlite.store import _script
+        from jdobb_async_queue.backends.sqlite.store import _script
 
         for name in ("schema_v1.sql", "schema_v2.sql", "schema_v3.sql"):
             for statement in _script(name):

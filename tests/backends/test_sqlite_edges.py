@@ -29,7 +29,7 @@ from jdobb_async_queue import (
 )
 from jdobb_async_queue._policy import lost_error
 from jdobb_async_queue._records import DEFAULT_MAX_LOST, Outcome, UpdateRecord
-from jdobb_async_queue.backends._sqlite.store import SCHEMA_VERSION, _script
+from jdobb_async_queue.backends.sqlite.store import SCHEMA_VERSION, _script
 from jdobb_async_queue.testing import MockClock
 
 pytestmark = pytest.mark.anyio

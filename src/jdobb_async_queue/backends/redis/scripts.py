@@ -1,6 +1,6 @@
 """The Lua scripts of the Redis backend, assembled once per process and called by their SHA1.
 
-Each script is one ``backends/lua/<name>.lua`` file. Before loading, the backend prepends the
+Each script is one ``backends/redis/lua/<name>.lua`` file. Before loading, the backend prepends the
 definitions it uses from two sources: a header generated here (key and channel names from
 :mod:`.keys`, the state machine's allowed source states from
 :func:`jdobb_async_queue._states.sources`, and from :mod:`jdobb_async_queue._policy` the
@@ -23,13 +23,13 @@ from importlib import resources
 from ..._models import JobStatus
 from ..._policy import DEFAULT_MAX_LOST, dependency_error, lost_ends_job, lost_error
 from ..._states import Event, sources
-from .._resp import Script
 from ..base import WORKER_TTL
 from .keys import lua_header
+from .resp import Script
 
 __all__ = ["Scripts", "constants_header", "load_scripts"]
 
-_LUA_PACKAGE = "jdobb_async_queue.backends"
+_LUA_PACKAGE = "jdobb_async_queue.backends.redis"
 _TERMINAL = (JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED)
 _DEFINITION = re.compile(r"^local (?:function )?([A-Za-z_][\w, ]*?)\s*(?:=|\()", re.M)
 _WORD = re.compile(r"[A-Za-z_]\w*")

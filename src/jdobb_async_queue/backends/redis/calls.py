@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 
 from ..._errors import BackendUnavailable, ConfigurationError, JobQueueError, QueueClosedError
-from .._resp import (
+from .resp import (
     RedisArg,
     RedisAuthError,
     RedisClient,

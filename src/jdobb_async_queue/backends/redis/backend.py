@@ -1,6 +1,6 @@
 """The Redis backend: jobs in Redis hashes, every transition one Lua script.
 
-See :mod:`.keys` for the key layout, ``backends/lua/`` for the scripts, :mod:`.notify` for
+See :mod:`.keys` for the key layout, ``lua/`` for the scripts, :mod:`.notify` for
 pub/sub (wake-ups, cancellations, job updates) and :mod:`.calls` for error mapping and retries.
 Nothing connects before the first call, so a backend can be made outside async code.
 """
@@ -33,12 +33,12 @@ from ..._records import (
     WorkerRecord,
     record_update,
 )
-from .._resp import InvalidRedisURL, RedisClient
 from ..base import Notice, QueueBackend
 from . import codec
 from .calls import Caller
 from .keys import KeyLayout
 from .notify import Notifier
+from .resp import InvalidRedisURL, RedisClient
 from .scripts import load_scripts
 
 __all__ = ["ACL_COMMANDS", "RedisBackend", "acl_rule"]

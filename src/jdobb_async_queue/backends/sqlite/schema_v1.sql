@@ -75,7 +75,7 @@ CREATE TABLE messages (
 CREATE INDEX messages_created ON messages (created_at);
 
 -- Job counts per status and lane, so stats() never counts rows. Each transaction adds what
--- it moved (see _sqlite/tx.py); triggers would cost every claim and completion much more.
+-- it moved (see sqlite/tx.py); triggers would cost every claim and completion much more.
 CREATE TABLE counts (
     status TEXT    NOT NULL,
     lane   INTEGER NOT NULL,  -- -1 outside PENDING

@@ -35,16 +35,16 @@ import msgspec
 from ..._errors import QueueClosedError
 from ..._records import UpdateRecord, gone_update
 from .._hub import Mailbox
-from .._resp import (
+from ..base import Notice
+from .calls import is_transient, translate
+from .keys import KeyLayout
+from .resp import (
     PubSub,
     RedisClient,
     RedisConnectionError,
     RedisTimeoutError,
     RedisTransportError,
 )
-from ..base import Notice
-from .calls import is_transient, translate
-from .keys import KeyLayout
 
 __all__ = ["Notifier"]
 

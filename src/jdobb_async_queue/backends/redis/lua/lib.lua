@@ -1,5 +1,5 @@
 -- Helpers shared by the scripts. Each script gets only the definitions it uses (transitively),
--- after the generated ones (key names, state machine, backoff): see `_redis/scripts.py`. Every
+-- after the generated ones (key names, state machine, backoff): see `redis/scripts.py`. Every
 -- top-level definition starts with `local` at the start of a line, comments just above it.
 --
 -- Conventions: KEYS[1] is the namespace prefix (its hash tag routes the call); ARGV[1] is the

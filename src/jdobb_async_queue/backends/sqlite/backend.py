@@ -2,7 +2,8 @@
 
 ``JobQueue(backend="sqlite", url="sqlite:///jobs.db")``. The stdlib ``sqlite3`` driver runs in
 anyio worker threads, so the backend works the same under asyncio and trio and never blocks
-the event loop. The SQL layer lives in :mod:`._sqlite`; this module is its async face:
+the event loop. The SQL layer lives beside this module, in its package
+(:mod:`jdobb_async_queue.backends.sqlite`); this module is its async face:
 
 - **group commit** -- every call appends a request to a pending list. If no batch is running,
   the caller becomes the *leader*: it takes everything pending to a worker thread and runs it as
@@ -31,7 +32,7 @@ the event loop. The SQL layer lives in :mod:`._sqlite`; this module is its async
   subscriber stream, raises :class:`~jdobb_async_queue.QueueClosedError` at once (closing is
   no outage, so nothing retries it).
 - **corrupt rows** -- set aside (FAILED with a clear error, logged), never a crash: see
-  :mod:`._sqlite.writes`.
+  :mod:`.writes`.
 
 See ``docs/sqlite.md`` for durability, multi-process use and the URL options.
 """
@@ -48,9 +49,9 @@ from typing import Any, Generic, TypeVar, cast
 
 import anyio
 
-from .._errors import BackendUnavailable, QueueClosedError
-from .._models import QueueStats
-from .._records import (
+from ..._errors import BackendUnavailable, QueueClosedError
+from ..._models import QueueStats
+from ..._records import (
     JobRecord,
     Lease,
     Outcome,
@@ -59,11 +60,11 @@ from .._records import (
     WorkerRecord,
     gone_update,
 )
-from ._hub import Mailbox
-from ._sqlite import reads, registry, writes
-from ._sqlite.store import BatchReport, Op, SchemaVersionError, Served, Settings, Store
-from ._sqlite.tx import CorruptRow, Tx, update_of
-from .base import Notice, QueueBackend
+from .._hub import Mailbox
+from ..base import Notice, QueueBackend
+from . import reads, registry, writes
+from .store import BatchReport, Op, SchemaVersionError, Served, Settings, Store
+from .tx import CorruptRow, Tx, update_of
 
 __all__ = ["SQLiteBackend", "SchemaVersionError"]
 
@@ -479,7 +480,7 @@ class SQLiteBackend(QueueBackend):
     # -- reads -----------------------------------------------------------------------------------
 
     async def get(self, job_id: str, *, now: float) -> JobRecord | None:
-        """The job; a corrupt row is set aside first (see :mod:`._sqlite.writes`), so this
+        """The job; a corrupt row is set aside first (see :mod:`.writes`), so this
         returns it FAILED with an error that says so."""
         try:
             return await self._call(partial(reads.get, job_id=job_id, now=now), writes=False)
