@@ -78,15 +78,14 @@ BACKEND_NAMES: dict[str, tuple[str, ...]] = {
     "memory": ("memory",),
     "sqlite": ("sqlite",),
     "redis": ("redis", "rediss", "unix"),
-    "postgres": ("postgres", "postgresql"),
 }
 
 
 def open_backend(backend: QueueBackend | str, url: str | None, namespace: str) -> QueueBackend:
     """Return the backend that ``JobQueue(backend=..., url=..., namespace=...)`` asks for.
 
-    ``backend`` is an instance (used as is), a name (``"memory"``, ``"sqlite"``, ``"redis"``,
-    ``"postgres"``) or a URL whose scheme names the backend (``"sqlite:///jobs.db"``).
+    ``backend`` is an instance (used as is), a name (``"memory"``, ``"sqlite"``, ``"redis"``)
+    or a URL whose scheme names the backend (``"sqlite:///jobs.db"``).
 
     :raises ConfigurationError: for an unknown name, or a URL the backend cannot take
     :raises MissingDependencyError: when the backend's extra is not installed
@@ -107,8 +106,6 @@ def open_backend(backend: QueueBackend | str, url: str | None, namespace: str) -
         return MemoryBackend()
     if backend == "sqlite":
         return _open_sqlite(url)
-    if backend == "postgres":
-        return _open_postgres(url, namespace)
     return _open_redis(url or "redis://localhost:6379/0", namespace)
 
 
@@ -144,7 +141,6 @@ def _forms(backend: str) -> str:
         "memory": "the memory backend takes no URL (or memory://)",
         "sqlite": "use sqlite:///relative/path.db, sqlite:////absolute/path.db or sqlite:///:memory:",
         "redis": "use redis://[user:password@]host[:port][/db], rediss://... or unix:///path.sock",
-        "postgres": "use postgresql://[user[:password]@]host[:port]/database (or postgres://)",
     }[backend]
 
 
@@ -165,14 +161,3 @@ def _open_redis(url: str, namespace: str) -> QueueBackend:
 
     return RedisBackend(url, namespace=namespace)
 
-
-def _open_postgres(url: str | None, namespace: str) -> QueueBackend:
-    if url is None:
-        raise ConfigurationError(f"the 'postgres' backend needs a url: {_forms('postgres')}")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError("postgres", "postgres", "psycopg") from None
-    from .postgres import PostgresBackend
-
-    return PostgresBackend(url, namespace=namespace)
