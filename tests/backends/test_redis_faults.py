@@ -7,6 +7,7 @@ Workers resume within 5 s of the server's return, no job is lost, no deleted job
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from .._redis_server import RedisServer
 pytestmark = pytest.mark.anyio
 
 RESUME = 5.0  # seconds: workers must be back at work this soon after the server returns
+OUTAGE = 30.0  # seconds the long outage lasts
 
 
 @pytest.fixture
@@ -44,8 +46,14 @@ async def _work_until(queue: JobQueue, worker: Worker, done: Counter[str], n: in
             await anyio.sleep(0.01)
 
 
-@pytest.mark.parametrize("keep_data", [True, False])
-async def test_workers_resume_after_a_server_restart(server: RedisServer, keep_data: bool) -> None:
+@pytest.mark.parametrize(
+    ("keep_data", "outage"),
+    [(True, 0.0), (False, 0.0), (True, OUTAGE)],
+    ids=["same-data", "empty", f"same-data-after-{OUTAGE:g}s-down"],
+)
+async def test_workers_resume_after_a_server_restart(
+    server: RedisServer, keep_data: bool, outage: float
+) -> None:
     namespace = f"faults-{uuid.uuid4().hex[:8]}"
     queue = _queue(server, namespace)
     worker = Worker(queue, poll_interval=0.5, max_concurrent=4, lease=2)
@@ -68,6 +76,7 @@ async def test_workers_resume_after_a_server_restart(server: RedisServer, keep_d
 
         def restart() -> None:
             server.stop()
+            time.sleep(outage)  # the server stays down this long: the outage itself
             if not keep_data:
                 for path in server.directory.iterdir():
                     if path.is_dir():
