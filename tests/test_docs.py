@@ -81,11 +81,8 @@ NOT_RUN: dict[str, str] = {
     ),
     "@queue.task": "shows the type errors mypy reports, on purpose",
     "# tests/test_my_backend.py: the whole contract suite on MyBackend": (
-        "a test module for the reader's own backend; tests/contract/test_contract.py runs the "
-        "same on every built-in backend"
-    ),
-    "from jdobb_async_queue.backends import Outcome, QueueBackend": (
-        "the outline of a backend, not a whole one (it is abstract)"
+        "a test module for the reader's own backend; tests/test_example_backend.py runs the "
+        "same on examples/dict_backend.py"
     ),
 }
 
