@@ -8,6 +8,7 @@ on each storage backend; ``make_queue`` opens queues on it (sharing the test's s
 from __future__ import annotations
 
 import importlib.util
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -17,9 +18,10 @@ import pytest
 
 from jdobb_async_queue import JobQueue
 
+from ._pg_server import DEFAULT_PG_URL, PostgresServer, answers
 from ._redis_server import RedisServer, external_url
 
-BACKENDS = ["memory", "sqlite-file", "sqlite-memory", "redis"]
+BACKENDS = ["memory", "sqlite-file", "sqlite-memory", "redis", "postgres"]
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -35,6 +37,21 @@ def redis_url() -> Iterator[str]:
         yield url
         return
     server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL server for the whole session: ``PG_URL`` (default the local one on
+    127.0.0.1:5432), or, when none answers there, a cluster the tests start."""
+    url = os.environ.get("PG_URL", DEFAULT_PG_URL)
+    if answers(url):
+        yield url
+        return
+    server = PostgresServer().start()
     try:
         yield server.url
     finally:
@@ -68,6 +85,7 @@ async def make_queue(
     opened: list[JobQueue] = []
     namespace = f"test-{uuid.uuid4().hex[:12]}"
     redis = request.getfixturevalue("redis_url") if backend_name == "redis" else None
+    postgres = request.getfixturevalue("pg_url") if backend_name == "postgres" else None
 
     def factory(**kwargs: Any) -> JobQueue:
         if backend_name == "memory":
@@ -78,13 +96,15 @@ async def make_queue(
             q = JobQueue(backend="sqlite", url=f"sqlite:///{tmp_path / 'jobs.db'}", **kwargs)
         elif backend_name == "sqlite-memory":
             q = JobQueue(backend="sqlite", url="sqlite:///:memory:", **kwargs)
+        elif backend_name == "postgres":
+            q = JobQueue(backend="postgres", url=postgres, namespace=namespace, **kwargs)
         else:
             q = JobQueue(backend="redis", url=redis, namespace=namespace, **kwargs)
         opened.append(q)
         return q
 
     yield factory
-    if redis is not None and opened:
+    if (redis is not None or postgres is not None) and opened:
         await _drop_namespace(opened[0])
     for q in opened:
         await q.close()

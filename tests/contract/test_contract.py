@@ -25,6 +25,8 @@ async def queue_backend(
         backend = open_backend("sqlite", f"sqlite:///{tmp_path / 'jobs.db'}", namespace)
     elif backend_name == "sqlite-memory":
         backend = open_backend("sqlite", "sqlite:///:memory:", namespace)
+    elif backend_name == "postgres":
+        backend = open_backend("postgres", str(request.getfixturevalue("pg_url")), namespace)
     else:
         backend = open_backend("redis", str(request.getfixturevalue("redis_url")), namespace)
     yield backend

@@ -78,13 +78,15 @@ BACKEND_NAMES: dict[str, tuple[str, ...]] = {
     "memory": ("memory",),
     "sqlite": ("sqlite",),
     "redis": ("redis", "rediss", "unix"),
+    "postgres": ("postgresql", "postgres"),
 }
 
 
 def open_backend(backend: QueueBackend | str, url: str | None, namespace: str) -> QueueBackend:
     """Return the backend that ``JobQueue(backend=..., url=..., namespace=...)`` asks for.
 
-    ``backend`` is an instance (used as is), a name (``"memory"``, ``"sqlite"``, ``"redis"``)
+    ``backend`` is an instance (used as is), a name (``"memory"``, ``"sqlite"``, ``"redis"``,
+    ``"postgres"``)
     or a URL whose scheme names the backend (``"sqlite:///jobs.db"``).
 
     :raises ConfigurationError: for an unknown name, or a URL the backend cannot take
@@ -106,6 +108,8 @@ def open_backend(backend: QueueBackend | str, url: str | None, namespace: str) -
         return MemoryBackend()
     if backend == "sqlite":
         return _open_sqlite(url)
+    if backend == "postgres":
+        return _open_postgres(url or "postgresql://", namespace)
     return _open_redis(url or "redis://localhost:6379/0", namespace)
 
 
@@ -119,8 +123,8 @@ def _scheme_backend(url: str) -> str:
         if scheme in schemes:
             return name
     raise ConfigurationError(
-        f"cannot tell the backend from URL {url!r}: use sqlite:///path.db, redis://host:port "
-        "or memory://"
+        f"cannot tell the backend from URL {url!r}: use sqlite:///path.db, redis://host:port, "
+        "postgresql://host/dbname or memory://"
     )
 
 
@@ -141,6 +145,7 @@ def _forms(backend: str) -> str:
         "memory": "the memory backend takes no URL (or memory://)",
         "sqlite": "use sqlite:///relative/path.db, sqlite:////absolute/path.db or sqlite:///:memory:",
         "redis": "use redis://[user:password@]host[:port][/db], rediss://... or unix:///path.sock",
+        "postgres": "use postgresql://[user[:password]@][host][:port][/dbname] (or postgres://)",
     }[backend]
 
 
@@ -160,4 +165,14 @@ def _open_redis(url: str, namespace: str) -> QueueBackend:
     from .redis import RedisBackend
 
     return RedisBackend(url, namespace=namespace)
+
+
+def _open_postgres(url: str, namespace: str) -> QueueBackend:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("postgres", "postgres", "psycopg") from None
+    from .postgres import PostgresBackend
+
+    return PostgresBackend(url, namespace=namespace)
 

@@ -1,0 +1,312 @@
+"""The PostgreSQL backend: jobs in one table per namespace, every call one transaction.
+
+Built on the public seam alone (``jdobb_async_queue.backends``), as a backend of your own would
+be. See :mod:`.queries` for the SQL, :mod:`.store` for the transitions, :mod:`.pool` for
+connections and threads, :mod:`.notify` for LISTEN/NOTIFY. Nothing connects before the first
+call, so a backend can be made outside async code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import anyio.to_thread
+import psycopg
+from psycopg import sql
+
+from ... import ConfigurationError
+from ...backends import (
+    WORKER_TTL,
+    JobRecord,
+    Lease,
+    Notice,
+    Outcome,
+    ProgressUpdate,
+    QueueBackend,
+    QueueClosedError,
+    QueueStats,
+    UpdateRecord,
+    WorkerRecord,
+    record_update,
+)
+from . import store
+from .notify import Notifier
+from .pool import Pool, connect
+from .store import Tx
+
+__all__ = ["PostgresBackend", "schema_name"]
+
+T = TypeVar("T")
+
+#: Seconds (of the caller's clock) between two sweeps of expired jobs by claims.
+EXPIRE_EVERY = 1.0
+
+
+def schema_name(namespace: str) -> str:
+    """The PostgreSQL schema (and LISTEN channel) of a namespace: ``jdobb_<namespace>``, cut
+    to PostgreSQL's 63 bytes with a digest when longer."""
+    name = f"jdobb_{namespace}"
+    if len(name.encode()) <= 63:
+        return name
+    digest = hashlib.sha256(namespace.encode()).hexdigest()[:16]
+    return f"jdobb_{namespace.encode()[:40].decode(errors='ignore')}_{digest}"
+
+
+class PostgresBackend(QueueBackend):
+    """Jobs in a PostgreSQL database, shared by any number of processes and hosts.
+
+    :param url: ``postgresql://[user[:password]@][host][:port][/dbname][?param=value...]``
+        (``postgres://`` too; anything libpq takes, so ``PGHOST``/``PGUSER``/... fill in what
+        the URL leaves out)
+    :param namespace: isolates queues sharing one database: each has its own PostgreSQL
+        schema, ``jdobb_<namespace>`` (:func:`schema_name`), created with its tables on first use
+    :param pool_size: connections at most for calls (each backend opens one more for LISTEN);
+        calls beyond that wait for a free one
+    :param connect_timeout: seconds for one connection attempt
+    :param retry_for: seconds a Broadcaster subscription rides out an outage before
+        :class:`~jdobb_async_queue.BackendUnavailable` (workers ride out any outage)
+    :raises ConfigurationError: for a URL that is not a PostgreSQL one, or bad options
+
+    **Clock.** Every statement reads the database's ``now()``: leases, due times, reclaims and
+    update stamps follow one clock whatever the hosts' clocks say; times a caller computed on its
+    own clock are moved onto it. With a test clock (``JobQueue(clock=...)`` sets
+    :attr:`test_clock`) the passed ``now`` drives everything.
+
+    **Event loops.** The connections are blocking psycopg connections used from anyio worker
+    threads, so the backend runs under asyncio and trio, and from successive event loops. After
+    :meth:`aclose` every call raises :class:`~jdobb_async_queue.QueueClosedError`.
+    """
+
+    name = "postgres"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "default",
+        pool_size: int = 4,
+        connect_timeout: float = 5.0,
+        retry_for: float = 10.0,
+    ) -> None:
+        if urlsplit(url).scheme not in ("postgresql", "postgres"):
+            raise ConfigurationError(
+                f"not a PostgreSQL URL: {_redacted(url)!r} "
+                "(use postgresql://user:password@host:port/dbname)"
+            )
+        try:
+            psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            problem = f"malformed PostgreSQL URL {_redacted(url)!r}: {exc}"
+            raise ConfigurationError(problem) from None
+        if pool_size < 1:
+            raise ConfigurationError(f"pool_size must be at least 1, not {pool_size}")
+        self._url = url
+        self._namespace = namespace
+        self.schema = schema_name(namespace)
+        self._origin = uuid.uuid4().hex[:12]
+        self._pool = Pool(url, self.schema, max_size=pool_size, connect_timeout=connect_timeout)
+        self._notifier = Notifier(
+            url,
+            self.schema,
+            self._origin,
+            where=self._pool.where,
+            snapshot=self._snapshot,
+            message=self._message,
+            clock=self.local_now,
+            connect_timeout=connect_timeout,
+            patience=retry_for,
+        )
+        self._swept_at: float | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PostgresBackend({_redacted(self._url)!r}, namespace={self._namespace!r})"
+
+    @property
+    def namespace(self) -> str:
+        """The namespace this backend stores jobs in."""
+        return self._namespace
+
+    async def _run(self, now: float, work: Callable[[Tx], T]) -> T:
+        """``work`` in one transaction; then this process hears what it changed."""
+        if self._closed:
+            raise QueueClosedError("the PostgreSQL backend")
+        fixed = now if self.test_clock is not None else None
+        watched = self._notifier.watched()
+
+        def transaction(conn: psycopg.Connection[Any]) -> tuple[Tx, T]:
+            tx = Tx(conn, fixed, now, self._origin, watched)  # anew for each run of a race
+            result = work(tx)
+            tx.announce(self.schema)
+            return tx, result
+
+        tx, result = await self._pool.call(transaction)
+        self._notifier.deliver(
+            tx.notices(), tx.updates, tx.deleted, changed=tx.changed, watched=watched
+        )
+        return result
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def enqueue_many(self, records: Sequence[JobRecord], *, now: float) -> list[str]:
+        return await self._run(now, lambda tx: store.enqueue_many(tx, records))
+
+    async def claim_pending_job(
+        self,
+        job_types: Sequence[str] | None,
+        *,
+        limit: int = 1,
+        worker_id: str,
+        lease: float,
+        now: float,
+    ) -> list[JobRecord]:
+        sweep = self._swept_at is None or not 0 <= now - self._swept_at < EXPIRE_EVERY
+        if sweep:
+            self._swept_at = now
+
+        def work(tx: Tx) -> list[JobRecord]:
+            if sweep:
+                store.expire(tx)
+            return store.claim(tx, job_types, limit, worker_id, lease)
+
+        return await self._run(now, work)
+
+    async def finish(self, outcome: Outcome, *, now: float) -> bool:
+        return (await self.finish_many([outcome], now=now))[0]
+
+    async def finish_many(self, outcomes: Sequence[Outcome], *, now: float) -> list[bool]:
+        return await self._run(now, lambda tx: store.finish_many(tx, outcomes))
+
+    async def cancel(self, job_id: str, reason: str | None, *, now: float) -> bool:
+        return await self._run(now, lambda tx: store.cancel(tx, job_id, reason))
+
+    async def retry(self, job_id: str, *, delay: float, now: float) -> bool:
+        return await self._run(now, lambda tx: store.retry(tx, job_id, delay))
+
+    async def update_progress(self, update: ProgressUpdate, *, now: float) -> bool:
+        return (await self.update_progress_many([update], now=now))[0]
+
+    async def update_progress_many(
+        self, updates: Sequence[ProgressUpdate], *, now: float
+    ) -> list[bool]:
+        return await self._run(now, lambda tx: store.update_progress_many(tx, updates))
+
+    async def renew(self, lease: Lease, *, duration: float, now: float) -> bool:
+        return (await self.renew_many([lease], duration=duration, now=now))[0]
+
+    async def renew_many(
+        self, leases: Sequence[Lease], *, duration: float, now: float
+    ) -> list[bool]:
+        if not leases:
+            return []
+        return await self._run(now, lambda tx: store.renew_many(tx, leases, duration))
+
+    async def reclaim_expired(self, *, now: float) -> list[str]:
+        return await self._run(now, store.reclaim_expired)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def get(self, job_id: str, *, now: float) -> JobRecord | None:
+        return await self._run(now, lambda tx: store.get(tx, job_id))
+
+    async def list_jobs(
+        self,
+        status: str | None,
+        *,
+        job_type: str | None,
+        limit: int,
+        offset: int,
+        now: float,
+    ) -> list[JobRecord]:
+        return await self._run(now, lambda tx: store.list_jobs(tx, status, job_type, limit, offset))
+
+    async def stats(self, *, now: float) -> QueueStats:
+        return await self._run(now, store.stats)
+
+    async def purge(
+        self,
+        statuses: Iterable[str],
+        *,
+        before: float | None,
+        job_type: str | None,
+        now: float,
+    ) -> int:
+        wanted = list(statuses)
+        return await self._run(now, lambda tx: store.purge(tx, wanted, before, job_type))
+
+    async def next_due(self, job_types: Sequence[str] | None, *, now: float) -> float | None:
+        delay = await self._run(now, lambda tx: store.next_due(tx, job_types))
+        return None if delay is None else now + delay  # back onto the caller's clock
+
+    # -- the worker registry ---------------------------------------------------------------------
+
+    async def register_worker(self, worker: WorkerRecord, *, now: float) -> None:
+        await self._run(now, lambda tx: store.register_worker(tx, worker, WORKER_TTL))
+
+    async def remove_worker(self, worker_id: str) -> None:
+        await self._run(self.local_now(), lambda tx: store.remove_worker(tx, worker_id))
+
+    async def list_workers(self, *, now: float) -> list[WorkerRecord]:
+        return await self._run(now, lambda tx: store.list_workers(tx, WORKER_TTL))
+
+    # -- notifications -------------------------------------------------------------------------
+
+    def listen(self) -> AbstractAsyncContextManager[AsyncIterator[Notice]]:
+        if self._closed:
+            raise QueueClosedError("the PostgreSQL backend")
+        return self._notifier.listen()
+
+    def subscribe(self, job_id: str) -> AbstractAsyncContextManager[AsyncIterator[UpdateRecord]]:
+        if self._closed:
+            raise QueueClosedError("the PostgreSQL backend")
+        return self._notifier.subscribe(job_id)
+
+    async def publish(self, update: UpdateRecord) -> None:
+        await self._run(self.local_now(), lambda tx: store.post_message(tx, update))
+        self._notifier.deliver((), (update,), ())
+
+    async def _snapshot(self, job_id: str) -> UpdateRecord | None:
+        record = await self.get(job_id, now=self.local_now())
+        return None if record is None else record_update(record)
+
+    async def _message(self, seq: int) -> UpdateRecord | None:
+        return await self._run(self.local_now(), lambda tx: store.message(tx, seq))
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def drop_namespace(self) -> None:
+        """Delete the namespace's schema and everything in it (works after :meth:`aclose`)."""
+
+        def drop() -> None:
+            conn = connect(self._url, self._pool.connect_timeout, self._pool.where)
+            with conn:
+                conn.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema))
+                )
+
+        await anyio.to_thread.run_sync(drop)
+
+    async def aclose(self) -> None:
+        """Close every connection. Calls after this raise
+        :class:`~jdobb_async_queue.QueueClosedError`."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._notifier.aclose()
+        finally:
+            await self._pool.aclose()
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

@@ -1,0 +1,406 @@
+"""LISTEN/NOTIFY for the PostgreSQL backend: worker notices and job updates between processes.
+
+Every transaction that changes something sends, as part of its commit, NOTIFY payloads on the
+namespace's channel (see ``store.Tx.announce``):
+
+- ``j``: jobs may have become claimable (idle workers claim);
+- ``c <fence> <id>``: a PROCESSING job was cancelled (its worker stops that attempt);
+- ``u <origin> <id> ...``: these jobs changed or were deleted (subscribers read them again);
+- ``p <origin> <update>``: a custom update (``Broadcaster.send``), or ``m <origin> <seq>`` when
+  it was too large for a payload and waits in the ``messages`` table.
+
+Changes made by this backend reach its own workers and subscribers directly after the commit
+(:meth:`Notifier.deliver`: exact updates, in order), so it skips payloads of its own origin.
+
+All of one backend's listeners and subscribers share **one** connection, which does nothing but
+LISTEN. There is no background task: a reader that finds its mailbox empty either reads the
+connection itself (``anyio.wait_readable`` on its socket, then libpq's non-blocking
+``consume_input``: no thread, no polling) and dispatches what it read into every mailbox, or
+waits until the reader has. After a lost connection is re-established every listener gets a
+``"jobs"`` notice and every subscriber reads its job afresh (NOTIFY is not queued for a
+listener that is not connected).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, Generic, TypeVar
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import msgspec
+import psycopg
+from psycopg import sql
+
+from ...backends import BackendUnavailable, Notice, QueueClosedError, UpdateRecord, gone_update
+from .pool import connect
+
+__all__ = ["Notifier"]
+
+log = logging.getLogger("jdobb_async_queue.backend")
+
+#: Items a reader's mailbox holds before the oldest is dropped.
+MAILBOX_SIZE = 256
+#: How long one wait on the connection lasts at most (a reader then lets others in).
+READ_SLICE = 1.0
+#: Seconds between attempts to reach a server that is down, at most.
+BACKOFF_MAX = 2.0
+
+T = TypeVar("T")
+
+
+class Mailbox(Generic[T]):
+    """A bounded queue for one reader that never blocks the writer: when full, the oldest
+    item goes, so the newest (for a job, its terminal update) always arrives."""
+
+    def __init__(self) -> None:
+        self.items: deque[T] = deque(maxlen=MAILBOX_SIZE)
+
+    def put(self, item: T) -> None:
+        self.items.append(item)
+
+
+class _Fetch:
+    """Read the job again: it changed in another process, or the connection was lost."""
+
+
+_FETCH = _Fetch()
+
+
+class _Message(msgspec.Struct, frozen=True):
+    seq: int
+
+
+class Notifier:
+    """The LISTEN side of one PostgreSQL backend.
+
+    :param url: the database's libpq URL
+    :param channel: the namespace's channel
+    :param origin: this backend's id (its own payloads are skipped)
+    :param snapshot: the current update of a job (or None), to re-read it
+    :param message: a custom update waiting in the ``messages`` table
+    :param patience: seconds a subscriber waits through an outage before
+        :class:`BackendUnavailable` (listeners wait as long as it lasts)
+    """
+
+    def __init__(
+        self,
+        url: str,
+        channel: str,
+        origin: str,
+        *,
+        where: str,
+        snapshot: Callable[[str], Awaitable[UpdateRecord | None]],
+        message: Callable[[int], Awaitable[UpdateRecord | None]],
+        clock: Callable[[], float],
+        connect_timeout: float,
+        patience: float,
+    ) -> None:
+        self._url = url
+        self._channel = channel
+        self._origin = origin
+        self._where = where
+        self._snapshot = snapshot
+        self._message = message
+        self._clock = clock
+        self._connect_timeout = connect_timeout
+        self._patience = patience
+        self._conn: psycopg.Connection[Any] | None = None
+        self._listeners: set[Mailbox[Notice]] = set()
+        self._subscribers: dict[str, set[Mailbox[object]]] = {}
+        self._loop: object | None = None
+        self._reading = False
+        self._changed = anyio.Event()
+        self._lock = anyio.Lock()
+        self._outage_since: float | None = None
+        self._failures = 0
+        self._closed = False
+
+    def watched(self) -> frozenset[str]:
+        """The jobs this process has subscribers for."""
+        return frozenset(self._subscribers)
+
+    def _bind_loop(self) -> None:
+        """On an event loop other than the last one, forget its events and lock (the LISTEN
+        connection is a blocking one: it serves any loop)."""
+        loop = anyio.lowlevel.current_token().native_token
+        if loop is not self._loop:
+            self._loop = loop
+            self._reading = False
+            self._changed = anyio.Event()
+            self._lock = anyio.Lock()
+
+    # -- local delivery, after this backend's own commits ------------------------------------
+
+    def deliver(
+        self,
+        notices: Iterable[Notice],
+        updates: Iterable[UpdateRecord],
+        deleted: Iterable[str],
+        *,
+        changed: Iterable[str] = (),
+        watched: frozenset[str] = frozenset(),
+    ) -> None:
+        """Hand a committed transaction's notices and updates to this process's readers.
+
+        ``watched`` is who had subscribers when the transaction began (``updates`` are theirs);
+        a job in ``changed`` subscribed to since then is read again by its new subscriber,
+        whose snapshot may predate the commit.
+        """
+        woke = False
+        for job_id in changed:
+            if job_id not in watched and job_id in self._subscribers:
+                woke = self._put(job_id, _FETCH) or woke
+        for notice in notices:
+            for box in self._listeners:
+                box.put(notice)
+                woke = True
+        for update in updates:
+            woke = self._put(update.job_id, update) or woke
+        for job_id in deleted:
+            woke = self._put(job_id, gone_update(job_id, self._clock())) or woke
+        if woke:
+            self._notify()
+
+    def _put(self, job_id: str, item: object) -> bool:
+        boxes = self._subscribers.get(job_id)
+        for box in boxes or ():
+            box.put(item)
+        return bool(boxes)
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+    # -- the readers ---------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def listen(self) -> AsyncIterator[AsyncIterator[Notice]]:
+        """Receive worker notices while the context is open."""
+        self._bind_loop()
+        box: Mailbox[Notice] = Mailbox()
+        self._listeners.add(box)
+        try:
+            await self._connected(patient=True)
+            yield _Notices(self, box)
+        finally:
+            self._listeners.discard(box)
+
+    @asynccontextmanager
+    async def subscribe(self, job_id: str) -> AsyncIterator[AsyncIterator[UpdateRecord]]:
+        """Receive the updates of ``job_id`` while the context is open."""
+        self._bind_loop()
+        box: Mailbox[object] = Mailbox()
+        self._subscribers.setdefault(job_id, set()).add(box)
+        try:
+            await self._connected(patient=False)
+            yield _Updates(self, box, job_id)
+        finally:
+            boxes = self._subscribers.get(job_id)
+            if boxes is not None:
+                boxes.discard(box)
+                if not boxes:
+                    del self._subscribers[job_id]
+
+    async def aclose(self) -> None:
+        """Close the LISTEN connection; waiting readers end."""
+        self._closed = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await anyio.to_thread.run_sync(conn.close)
+        self._notify()
+
+    async def next_item(self, box: Mailbox[Any], *, patient: bool) -> Any:
+        """Wait for the next item of ``box``, reading the connection when nobody else does."""
+        while True:
+            if box.items:
+                return box.items.popleft()
+            if self._closed:
+                raise StopAsyncIteration
+            if self._reading:
+                await self._changed.wait()
+            else:
+                await self._read(patient)
+
+    async def _read(self, patient: bool) -> None:
+        self._reading = True
+        try:
+            conn = await self._connected(patient)
+            if conn is None:
+                return
+            await self._wait(conn, self._changed)
+            if not self._closed:
+                self._drain(conn)
+        finally:
+            self._reading = False
+            self._notify()
+
+    async def _wait(self, conn: psycopg.Connection[Any], changed: anyio.Event) -> None:
+        """Until the connection has something to read, something was delivered locally (the
+        reader's own mailbox may have it), or a slice has passed."""
+
+        async def readable() -> None:
+            try:
+                await anyio.wait_readable(conn.fileno())
+            except (OSError, anyio.ClosedResourceError, psycopg.OperationalError):
+                pass  # closed meanwhile: the drain that follows notices
+            tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(readable)
+            with anyio.move_on_after(READ_SLICE):
+                await changed.wait()
+            tg.cancel_scope.cancel()
+
+    def _drain(self, conn: psycopg.Connection[Any]) -> None:
+        try:
+            conn.pgconn.consume_input()
+        except psycopg.OperationalError as exc:
+            log.warning("PostgreSQL LISTEN connection lost: %s", exc)
+            self._lost(conn)
+            return
+        while True:
+            found = conn.pgconn.notifies()
+            if found is None:
+                return
+            self._dispatch(found.extra.decode())
+
+    def _lost(self, conn: psycopg.Connection[Any]) -> None:
+        if self._conn is conn:
+            self._conn = None
+        conn.close()
+
+    async def _connected(self, patient: bool) -> psycopg.Connection[Any] | None:
+        """The LISTEN connection, (re)opened if needed; None after a failed attempt that
+        ``patient`` readers wait out (with backoff)."""
+        if self._closed:
+            raise QueueClosedError("the PostgreSQL backend")
+        if self._conn is not None:
+            return self._conn
+        async with self._lock:
+            if self._conn is not None:
+                return self._conn
+            try:
+                conn = await anyio.to_thread.run_sync(self._open)
+            except BackendUnavailable:
+                now = anyio.current_time()
+                self._outage_since = self._outage_since or now
+                if not patient and now - self._outage_since > self._patience:
+                    raise
+                self._failures += 1
+                delay = min(0.05 * 2 ** min(self._failures, 8), BACKOFF_MAX)
+                await anyio.sleep(delay * (0.5 + random.random() / 2))
+                return None
+            reconnected = self._outage_since is not None or self._failures > 0
+            self._conn, self._outage_since, self._failures = conn, None, 0
+            if reconnected:
+                self._resync()
+            return conn
+
+    def _open(self) -> psycopg.Connection[Any]:
+        conn = connect(self._url, self._connect_timeout, self._where)
+        try:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+        except psycopg.OperationalError as exc:
+            conn.close()
+            raise BackendUnavailable(f"PostgreSQL at {self._where}: {exc}") from exc
+        return conn
+
+    def _resync(self) -> None:
+        """After an outage: workers claim again, subscribers read their jobs afresh."""
+        for box in self._listeners:
+            box.put(Notice("jobs"))
+        for boxes in self._subscribers.values():
+            for item_box in boxes:
+                item_box.put(_FETCH)
+
+    def _dispatch(self, payload: str) -> None:
+        kind, _, rest = payload.partition(" ")
+        if kind == "j":
+            for box in self._listeners:
+                box.put(Notice("jobs"))
+        elif kind == "c":
+            fence, _, job_id = rest.partition(" ")
+            for box in self._listeners:
+                box.put(Notice("cancel", job_id, int(fence)))
+        else:
+            origin, _, rest = rest.partition(" ")
+            if origin == self._origin:
+                return
+            if kind == "u":
+                for job_id in rest.split(" "):
+                    self._put(job_id, _FETCH)
+            elif kind == "p":
+                try:
+                    update = msgspec.json.decode(rest, type=UpdateRecord)
+                except msgspec.DecodeError as exc:
+                    log.error("ignored an undecodable update on %r: %s", self._channel, exc)
+                    return
+                self._put(update.job_id, update)
+            elif kind == "m":
+                for subscribed in self._subscribers.values():
+                    for item_box in subscribed:
+                        item_box.put(_Message(int(rest)))
+
+    async def fetch(self, job_id: str) -> UpdateRecord:
+        """The job's state now, or ``gone`` if it no longer exists."""
+        found = await self._snapshot(job_id)
+        return gone_update(job_id, self._clock()) if found is None else found
+
+    async def message(self, seq: int) -> UpdateRecord | None:
+        return await self._message(seq)
+
+
+class _Notices:
+    """A listener's stream of notices (a plain iterator: nothing is held across yields)."""
+
+    def __init__(self, notifier: Notifier, box: Mailbox[Notice]) -> None:
+        self._notifier = notifier
+        self._box = box
+
+    def __aiter__(self) -> _Notices:
+        return self
+
+    async def __anext__(self) -> Notice:
+        item = await self._notifier.next_item(self._box, patient=True)
+        assert isinstance(item, Notice)
+        return item
+
+
+class _Updates:
+    """A subscriber's stream of one job's updates, in ``update_seq`` order."""
+
+    def __init__(self, notifier: Notifier, box: Mailbox[object], job_id: str) -> None:
+        self._notifier = notifier
+        self._box = box
+        self._job_id = job_id
+        self._seq = -1
+        self._ended = False
+
+    def __aiter__(self) -> _Updates:
+        return self
+
+    async def __anext__(self) -> UpdateRecord:
+        while True:
+            if self._ended:
+                raise StopAsyncIteration
+            item = await self._notifier.next_item(self._box, patient=False)
+            if isinstance(item, _Fetch):
+                item = await self._notifier.fetch(self._job_id)
+            elif isinstance(item, _Message):
+                item = await self._notifier.message(item.seq)
+                if item is None or item.job_id != self._job_id:
+                    continue
+            assert isinstance(item, UpdateRecord)
+            if item.gone:
+                self._ended = True
+            elif item.data is None:
+                if item.update_seq <= self._seq:
+                    continue  # seen already (read back after it was delivered)
+                self._seq = item.update_seq
+            return item

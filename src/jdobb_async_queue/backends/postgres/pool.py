@@ -1,0 +1,219 @@
+"""Connections of the PostgreSQL backend: psycopg 3's blocking connections, driven from anyio
+worker threads, so one backend runs unchanged under asyncio and trio (see
+``docs/design-notes.md`` for the measurement behind this choice).
+
+A :class:`Pool` holds at most ``max_size`` connections, opened on demand, and as many worker
+threads (its own :class:`anyio.CapacityLimiter`): a call waits for a free connection rather than
+opening more. Each call is one transaction (:meth:`Pool.call`). A transaction that loses a race
+the database detects (deadlock, serialization failure, a unique index taken meanwhile) is run
+again from the start; a connection that turns out dead at ``BEGIN`` (the server restarted while
+it sat idle) is replaced and the transaction run on the new one; any other loss of the server
+raises :class:`~jdobb_async_queue.BackendUnavailable`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from importlib import resources
+from typing import Any, TypeVar
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import psycopg
+from psycopg import errors, sql
+
+from ... import ConfigurationError
+from ...backends import BackendUnavailable
+
+__all__ = ["SCHEMA_VERSION", "Pool"]
+
+T = TypeVar("T")
+
+#: The schema version this code reads and writes (``schema_v1.sql`` ... beside this module).
+SCHEMA_VERSION = 1
+#: Times a transaction that lost a race is run again before its error is raised.
+RACE_RETRIES = 8
+_RACES = (errors.DeadlockDetected, errors.SerializationFailure, errors.UniqueViolation)
+
+
+def migrations() -> list[tuple[int, str]]:
+    """``(version, SQL)`` of every schema version, in order."""
+    here = resources.files(__package__)
+    return [
+        (v, here.joinpath(f"schema_v{v}.sql").read_text()) for v in range(1, SCHEMA_VERSION + 1)
+    ]
+
+
+class Pool:
+    """Up to ``max_size`` connections to one database, each with ``search_path`` set to the
+    namespace's ``schema`` (created, with its tables, on first use).
+
+    :param url: a libpq URL (``postgresql://user:password@host:port/db``)
+    :param schema: the PostgreSQL schema of the namespace
+    :param max_size: connections (and worker threads) at most
+    :param connect_timeout: seconds for one connection attempt
+    """
+
+    def __init__(self, url: str, schema: str, *, max_size: int, connect_timeout: float) -> None:
+        self.url = url
+        self.schema = schema
+        self.max_size = max_size
+        self.connect_timeout = connect_timeout
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._lock = threading.Lock()
+        self._ready = False  # the schema is known to exist at this version
+        self._limiters: dict[object, anyio.CapacityLimiter] = {}
+        self.closed = False
+
+    # -- from the event loop ---------------------------------------------------------------
+
+    async def call(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``work(conn)`` in one transaction in a worker thread; return what it returns."""
+        return await anyio.to_thread.run_sync(self.run, work, limiter=self._limiter())
+
+    async def aclose(self) -> None:
+        """Close every idle connection (those in use close when their call returns)."""
+        self.closed = True
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def _limiter(self) -> anyio.CapacityLimiter:
+        # One per event loop: a limiter belongs to the loop it was made on.
+        loop = anyio.lowlevel.current_token().native_token
+        limiter = self._limiters.get(id(loop))
+        if limiter is None:
+            self._limiters.clear()
+            limiter = self._limiters[id(loop)] = anyio.CapacityLimiter(self.max_size)
+        return limiter
+
+    # -- in a worker thread ------------------------------------------------------------------
+
+    def run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``work`` in one transaction (see the module docs for what is retried)."""
+        conn, fresh = self._take()
+        try:
+            for attempt in range(RACE_RETRIES):
+                try:
+                    transaction = conn.transaction()
+                    try:
+                        transaction.__enter__()  # BEGIN: nothing has happened yet
+                    except psycopg.OperationalError:
+                        if fresh:
+                            raise
+                        conn.close()  # it died while idle: a new one runs the transaction
+                        conn, fresh = self._connect(), True
+                        transaction = conn.transaction()
+                        transaction.__enter__()
+                    try:
+                        result = work(conn)
+                    except BaseException as exc:
+                        if not transaction.__exit__(type(exc), exc, exc.__traceback__):
+                            raise
+                        raise  # pragma: no cover - a transaction never swallows errors
+                    transaction.__exit__(None, None, None)  # COMMIT
+                    return result
+                except _RACES:
+                    if attempt == RACE_RETRIES - 1:
+                        raise
+            raise AssertionError("unreachable")  # pragma: no cover
+        except psycopg.OperationalError as exc:
+            conn.close()
+            raise BackendUnavailable(f"PostgreSQL at {self.where}: {exc}") from exc
+        finally:
+            self._give_back(conn)
+
+    def _take(self) -> tuple[psycopg.Connection[Any], bool]:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), False
+        return self._connect(), True
+
+    def _give_back(self, conn: psycopg.Connection[Any]) -> None:
+        if conn.closed or conn.broken:
+            return
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.close()
+            return
+        with self._lock:
+            if not self.closed and len(self._idle) < self.max_size:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    @property
+    def where(self) -> str:
+        """``host:port/dbname``, for messages (never the password)."""
+        info = psycopg.conninfo.conninfo_to_dict(self.url)
+        return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = connect(self.url, self.connect_timeout, self.where)
+        try:
+            path = sql.Identifier(self.schema).as_string(conn)
+            conn.execute("SELECT set_config('search_path', %s, false)", (path,))
+            if not self._ready:
+                ensure_schema(conn, self.schema)
+                self._ready = True
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+
+def connect(url: str, timeout: float, where: str) -> psycopg.Connection[Any]:
+    """A new autocommit connection.
+
+    :raises BackendUnavailable: when the server cannot be reached
+    """
+    try:
+        return psycopg.Connection.connect(
+            url, autocommit=True, connect_timeout=max(1, round(timeout))
+        )
+    except psycopg.OperationalError as exc:
+        raise BackendUnavailable(f"PostgreSQL at {where}: {exc}") from exc
+
+
+def ensure_schema(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Create the namespace's schema and tables, or migrate them, in one transaction, under an
+    advisory lock so processes starting together do it once.
+
+    :raises ConfigurationError: when the user may not create them (nothing is created), or the
+        schema is newer than this code
+    """
+    name = sql.Identifier(schema)
+    meta = sql.SQL("{}.schema_version").format(name)
+    exists = conn.execute("SELECT to_regclass(%s)", (meta.as_string(conn),)).fetchone()
+    if exists is not None and exists[0] is not None and _version(conn, meta) == SCHEMA_VERSION:
+        return
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (schema,))
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
+            conn.execute(
+                sql.SQL("CREATE TABLE IF NOT EXISTS {} (version integer NOT NULL)").format(meta)
+            )
+            version = _version(conn, meta)
+            if version > SCHEMA_VERSION:
+                raise ConfigurationError(
+                    f"PostgreSQL schema {schema!r} is at version {version}, newer than this "
+                    f"jdobb-async-queue understands ({SCHEMA_VERSION}): upgrade the package"
+                )
+            for number, script in migrations():
+                if number > version:
+                    conn.execute(script.encode())
+                    conn.execute(sql.SQL("INSERT INTO {} VALUES (%s)").format(meta), (number,))
+    except errors.InsufficientPrivilege as exc:
+        raise ConfigurationError(
+            f"the PostgreSQL user may not create schema {schema!r} and its tables ({exc}); "
+            "nothing was created: grant CREATE on the database, or have an administrator "
+            "create the schema once with a user that may"
+        ) from exc
+
+
+def _version(conn: psycopg.Connection[Any], meta: sql.Composable) -> int:
+    row = conn.execute(sql.SQL("SELECT max(version) FROM {}").format(meta)).fetchone()
+    return 0 if row is None or row[0] is None else int(row[0])

@@ -1,0 +1,299 @@
+"""Every SQL statement of the PostgreSQL backend, built once at import.
+
+Status guards come from the state machine (:func:`~jdobb_async_queue.backends.sources`), so
+the transition table stays the one place where a transition is allowed: a statement that applies
+``Event.X`` touches only rows whose status the table allows ``X`` from, and sets the status the
+table leads to. The schema is in ``schema_v*.sql`` beside this module; statements name its tables
+without a schema, since each connection's ``search_path`` is the namespace's schema.
+
+**Time** is the database's: :data:`NOW` is the transaction's ``now()`` as seconds since the
+epoch, unless the caller passes a test clock's time as ``%(now)s``. Times a caller computed on
+its own clock (``execute_at``, purge's ``before``) are moved onto the database's by adding
+``NOW - %(cnow)s`` (``cnow``: the caller's now), so hosts whose clocks disagree agree on due
+times and leases.
+"""
+
+from __future__ import annotations
+
+from ...backends import Event, JobRecord, sources, transition
+
+READY, SCHEDULED, WAITING = 0, 1, 2
+
+#: The JobRecord fields, in order: the columns carry the same names.
+FIELDS: tuple[str, ...] = JobRecord.__struct_fields__
+COLUMNS = ", ".join(FIELDS)
+#: What a published update needs (see ``record_update``), in this order.
+UPDATE_COLUMNS = "id, status, progress, message, results, error, updated_at, update_seq"
+
+NOW = "coalesce(%(now)s::float8, extract(epoch from now())::float8)"
+#: A caller's time moved onto the database's clock.
+SHIFT = f"({NOW} - %(cnow)s::float8)"
+_ALIVE = f"(expires_at IS NULL OR expires_at > {NOW})"
+_TOUCH = "touched = nextval('touch_seq')"
+
+
+def guard(event: Event) -> str:
+    """``status = '...'`` / ``status IN (...)``: the states ``event`` is allowed from."""
+    states = sorted(s.value for s in sources(event))
+    if len(states) == 1:
+        return f"status = '{states[0]}'"
+    return "status IN (" + ", ".join(f"'{s}'" for s in states) + ")"
+
+
+def target(event: Event) -> str:
+    """The one state ``event`` leads to (from any of its sources)."""
+    (state,) = {transition(s, event) for s in sources(event)}
+    assert state is not None
+    return state.value
+
+
+HELD = guard(Event.COMPLETE)
+LIVE = "status IN ('pending', 'processing')"
+_FENCED = "(%(fence)s::int IS NULL OR fence = %(fence)s::int)"
+
+# -- housekeeping ----------------------------------------------------------------------------
+
+#: Scheduled jobs that are due move to the ready lane (rows another transaction holds are left
+#: for it: no claim ever waits on another).
+PROMOTE = (
+    f"UPDATE jobs SET lane = {READY} WHERE seq IN (SELECT seq FROM jobs "
+    f"WHERE lane = {SCHEDULED} AND execute_at <= {NOW} ORDER BY execute_at LIMIT 1000 "
+    "FOR UPDATE SKIP LOCKED)"
+)
+EXPIRE = (
+    f"DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE expires_at <= {NOW} "
+    "ORDER BY expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED) RETURNING id, status"
+)
+#: Forget the edges to deleted jobs; the jobs still waiting on them, with the one each waited on.
+ORPHANS = (
+    "WITH gone AS (DELETE FROM edges WHERE dep_id = ANY(%(ids)s::text[]) RETURNING dep_id, job_id) "
+    f"SELECT gone.dep_id, gone.job_id FROM gone JOIN jobs ON jobs.id = gone.job_id "
+    f"WHERE jobs.lane = {WAITING} ORDER BY jobs.seq"
+)
+SERVER_NOW = f"SELECT {NOW}"
+TOUCH = "SELECT nextval('touch_seq')"
+
+# -- enqueue ---------------------------------------------------------------------------------
+
+EXISTING = "SELECT id FROM jobs WHERE id = ANY(%(ids)s::text[])"
+HOLDER = f"SELECT id FROM jobs WHERE unique_key = %(key)s AND {LIVE}"
+#: The status of live dependencies, locked against a concurrent end (FOR SHARE): a dependency
+#: cannot complete between this read and the commit of the edge that waits for it.
+DEP_STATUS = f"SELECT id, status FROM jobs WHERE id = ANY(%(ids)s::text[]) AND {_ALIVE} FOR SHARE"
+ADD_EDGES = (
+    "INSERT INTO edges (dep_id, job_id) SELECT unnest(%(deps)s::text[]), %(id)s "
+    "ON CONFLICT DO NOTHING"
+)
+_EXECUTE_AT = (
+    f"CASE WHEN %(execute_at)s::float8 IS NULL THEN NULL ELSE %(execute_at)s::float8 + {SHIFT} END"
+)
+_INSERT_COLUMNS = (
+    "id, job_type, status, lane, rank, priority, data, metadata, results, error, progress, "
+    "created_at, updated_at, touched, completed_at, ttl, execute_at, max_retries, retry_delay, "
+    "timeout, depends_on, unique_key, pending_deps, expires_at, max_lost"
+)
+INSERT = (
+    f"INSERT INTO jobs ({_INSERT_COLUMNS}) VALUES (%(id)s, %(job_type)s, %(status)s, "
+    f"CASE WHEN %(status)s <> 'pending' THEN NULL WHEN %(pending_deps)s::int > 0 THEN {WAITING} "
+    f"WHEN %(execute_at)s::float8 > %(cnow)s::float8 THEN {SCHEDULED} ELSE {READY} END, "
+    "%(rank)s, %(priority)s, %(data)s, %(metadata)s, %(results)s, %(error)s, 0, "
+    f"%(created_at)s::float8 + {SHIFT}, {NOW}, nextval('touch_seq'), "
+    f"CASE WHEN %(status)s = 'pending' THEN NULL ELSE {NOW} END, %(ttl)s, {_EXECUTE_AT}, "
+    "%(max_retries)s, %(retry_delay)s, %(timeout)s, %(depends_on)s::text[], %(unique_key)s, "
+    "%(pending_deps)s, "
+    "CASE WHEN %(status)s = 'pending' OR %(ttl)s::int IS NULL THEN NULL "
+    f"ELSE {NOW} + %(ttl)s::int END, "
+    "%(max_lost)s)"
+)
+
+# -- claim -----------------------------------------------------------------------------------
+
+_CLAIM = (
+    f"UPDATE jobs SET status = '{target(Event.CLAIM)}', lane = NULL, attempts = attempts + 1, "
+    f"fence = fence + 1, worker_id = %(worker_id)s, started_at = {NOW}, "
+    f"lease_expires_at = {NOW} + %(lease)s::float8, updated_at = {NOW}, {_TOUCH}, "
+    "update_seq = update_seq + 1 FROM picked "
+    f"WHERE jobs.seq = picked.seq AND {guard(Event.CLAIM)} RETURNING rank, jobs.seq, "
+    + ", ".join(f"jobs.{f}" for f in FIELDS)
+)
+#: Claim a batch of ready jobs, priority then FIFO, skipping rows other claimers hold.
+CLAIM_ANY = (
+    f"WITH picked AS (SELECT seq FROM jobs WHERE lane = {READY} ORDER BY rank, seq "
+    f"LIMIT %(limit)s FOR UPDATE SKIP LOCKED) {_CLAIM}"
+)
+CLAIM_TYPES = (
+    f"WITH picked AS (SELECT seq FROM jobs WHERE lane = {READY} "
+    "AND job_type = ANY(%(types)s::text[]) ORDER BY rank, seq "
+    f"LIMIT %(limit)s FOR UPDATE SKIP LOCKED) {_CLAIM}"
+)
+
+# -- reports from workers ----------------------------------------------------------------------
+
+_LEAVE = (
+    f"worker_id = NULL, lease_expires_at = NULL, updated_at = {NOW}, {_TOUCH}, "
+    "update_seq = update_seq + 1"
+)
+_END = (
+    f"lane = NULL, completed_at = {NOW}, "
+    f"expires_at = CASE WHEN ttl IS NULL THEN NULL ELSE {NOW} + ttl END, " + _LEAVE
+)
+COMPLETE = (
+    f"UPDATE jobs SET status = '{target(Event.COMPLETE)}', results = %(results)s, "
+    f"progress = 1.0, error = NULL, {_END} "
+    f"WHERE id = %(id)s AND {guard(Event.COMPLETE)} AND {_FENCED} RETURNING {UPDATE_COLUMNS}"
+)
+RETRY_LATER = (
+    f"UPDATE jobs SET status = '{target(Event.RETRY_LATER)}', error = %(error)s, "
+    f"execute_at = {NOW} + %(delay)s::float8, "
+    f"lane = CASE WHEN %(delay)s::float8 > 0 THEN {SCHEDULED} ELSE {READY} END, {_LEAVE} "
+    f"WHERE id = %(id)s AND {guard(Event.RETRY_LATER)} AND {_FENCED} RETURNING {UPDATE_COLUMNS}"
+)
+RELEASE = (
+    f"UPDATE jobs SET status = '{target(Event.RELEASE)}', attempts = attempts - 1, "
+    f"progress = 0.0, message = NULL, started_at = NULL, execute_at = NULL, lane = {READY}, "
+    f"{_LEAVE} WHERE id = %(id)s AND {guard(Event.RELEASE)} AND {_FENCED} "
+    f"RETURNING {UPDATE_COLUMNS}"
+)
+
+
+def end(event: Event, extra: str = "") -> str:
+    """A terminal transition (fail, cancel) of the row ``%(seq)s``: returns its update columns
+    (``None`` when the row is not in a state ``event`` applies to)."""
+    return (
+        f"UPDATE jobs SET status = '{target(event)}', error = %(error)s, {extra}{_END} "
+        f"WHERE seq = %(seq)s AND {guard(event)} RETURNING {UPDATE_COLUMNS}"
+    )
+
+
+FAIL = end(Event.FAIL)
+CANCEL = end(Event.CANCEL)
+LOST = end(Event.FAIL, "lost = lost + 1, ")
+HELD_ROW = f"SELECT seq FROM jobs WHERE id = %(id)s AND {HELD} AND {_FENCED} FOR UPDATE"
+#: Its own edges (what it still waited for) no longer matter once a job ends.
+DROP_OWN_EDGES = "DELETE FROM edges WHERE job_id = %(id)s"
+#: The jobs waiting on one that ended FAILED or CANCELLED: they are cancelled in turn.
+DEPENDENTS = (
+    "WITH gone AS (DELETE FROM edges WHERE dep_id = %(id)s RETURNING job_id) "
+    f"SELECT jobs.seq FROM gone JOIN jobs ON jobs.id = gone.job_id "
+    f"WHERE jobs.lane = {WAITING} ORDER BY jobs.seq"
+)
+#: Completed dependencies counted off their dependents; those now free are placed.
+RELEASE_DEPENDENTS = (
+    "WITH gone AS (DELETE FROM edges WHERE dep_id = ANY(%(ids)s::text[]) RETURNING job_id), "
+    "met AS (SELECT job_id, count(*) AS n FROM gone GROUP BY job_id) "
+    "UPDATE jobs SET pending_deps = jobs.pending_deps - met.n, "
+    f"lane = CASE WHEN jobs.pending_deps - met.n > 0 THEN {WAITING} "
+    f"WHEN jobs.execute_at > {NOW} THEN {SCHEDULED} ELSE {READY} END "
+    f"FROM met WHERE jobs.id = met.job_id AND jobs.lane = {WAITING} RETURNING jobs.lane"
+)
+PROGRESS = (
+    "UPDATE jobs SET progress = coalesce(%(progress)s::float8, progress), "
+    f"message = coalesce(%(message)s, message), updated_at = {NOW}, {_TOUCH}, "
+    f"update_seq = update_seq + 1 WHERE id = %(id)s AND {HELD} AND {_FENCED} "
+    f"RETURNING {UPDATE_COLUMNS}"
+)
+RENEW = (
+    f"UPDATE jobs SET lease_expires_at = {NOW} + %(duration)s::float8 "
+    "FROM unnest(%(ids)s::text[], %(fences)s::int[]) AS lease(id, fence) "
+    f"WHERE jobs.id = lease.id AND jobs.fence = lease.fence AND {HELD} RETURNING jobs.id"
+)
+EXPIRED_LEASES = (
+    f"SELECT seq, lost, max_lost FROM jobs WHERE {HELD} AND lease_expires_at < {NOW} "
+    "ORDER BY seq LIMIT 1000 FOR UPDATE SKIP LOCKED"
+)
+RECLAIM = (
+    f"UPDATE jobs SET status = '{target(Event.RELEASE)}', lost = lost + 1, execute_at = NULL, "
+    f"lane = {READY}, {_LEAVE} WHERE seq = %(seq)s AND {guard(Event.RELEASE)} "
+    f"RETURNING {UPDATE_COLUMNS}"
+)
+
+# -- explicit transitions --------------------------------------------------------------------
+
+ALIVE_ROW = (
+    "SELECT seq, status, unique_key, depends_on, fence FROM jobs "
+    f"WHERE id = %(id)s AND {_ALIVE} FOR UPDATE"
+)
+RETRY = (
+    f"UPDATE jobs SET status = '{target(Event.RETRY)}', attempts = 0, lost = 0, error = NULL, "
+    "message = NULL, results = NULL, progress = 0.0, completed_at = NULL, expires_at = NULL, "
+    "pending_deps = %(pending_deps)s, "
+    f"execute_at = CASE WHEN %(delay)s::float8 > 0 THEN {NOW} + %(delay)s::float8 END, "
+    f"lane = CASE WHEN %(pending_deps)s::int > 0 THEN {WAITING} "
+    f"WHEN %(delay)s::float8 > 0 THEN {SCHEDULED} ELSE {READY} END, "
+    f"updated_at = {NOW}, {_TOUCH}, update_seq = update_seq + 1 "
+    f"WHERE seq = %(seq)s AND {guard(Event.RETRY)} RETURNING {UPDATE_COLUMNS}"
+)
+
+# -- reads -------------------------------------------------------------------------------------
+
+GET = f"SELECT {COLUMNS} FROM jobs WHERE id = %(id)s AND {_ALIVE}"
+STATS = f"SELECT status, lane, count(*) FROM jobs WHERE {_ALIVE} GROUP BY status, lane"
+NEXT_DUE = f"SELECT min(execute_at) - {NOW} FROM jobs WHERE lane = {SCHEDULED}"
+NEXT_DUE_TYPES = (
+    f"SELECT min(execute_at) - {NOW} FROM jobs WHERE lane = {SCHEDULED} "
+    "AND job_type = ANY(%(types)s::text[])"
+)
+#: PENDING jobs lane by lane, each in the order it is claimed (or falls due).
+_LANE_ORDER = {READY: "rank, seq", SCHEDULED: "execute_at, rank, seq", WAITING: "rank, seq"}
+_STATUSES = ("pending", "processing", "complete", "failed", "cancelled")
+
+
+def list_pending(typed: bool) -> str:
+    """PENDING jobs in claim order: ready, then scheduled by due time, then waiting."""
+    extra = " AND job_type = %(job_type)s" if typed else ""
+    parts = [
+        f"(SELECT {lane} AS l, {'execute_at' if lane == SCHEDULED else '0::float8'} AS k, "
+        f"rank, seq FROM jobs WHERE lane = {lane}{extra} ORDER BY {order} LIMIT %(upto)s)"
+        for lane, order in _LANE_ORDER.items()
+    ]
+    return (
+        f"SELECT {COLUMNS} FROM jobs JOIN ({' UNION ALL '.join(parts)}) AS page "
+        "ON jobs.seq = page.seq ORDER BY page.l, page.k, page.rank, page.seq "
+        "LIMIT %(limit)s OFFSET %(offset)s"
+    )
+
+
+def list_recent(status: str | None, typed: bool) -> str:
+    """Jobs of one status (None: any), most recently updated first."""
+    extra = " AND job_type = %(job_type)s" if typed else ""
+    statuses = _STATUSES if status is None else (status,)
+    parts = [
+        f"(SELECT seq, touched FROM jobs WHERE status = '{s}' AND {_ALIVE}{extra} "
+        "ORDER BY touched DESC LIMIT %(upto)s)"
+        for s in statuses
+    ]
+    return (
+        f"SELECT {COLUMNS} FROM jobs JOIN ({' UNION ALL '.join(parts)}) AS page "
+        "ON jobs.seq = page.seq ORDER BY page.touched DESC LIMIT %(limit)s OFFSET %(offset)s"
+    )
+
+
+def purge(before: bool, typed: bool) -> str:
+    """Delete terminal jobs of ``%(statuses)s``, finished before, of a type."""
+    where = ["status = ANY(%(statuses)s::text[])", "touched < %(ceiling)s"]
+    if before:
+        where.append(f"coalesce(completed_at, 0) < %(before)s::float8 + {SHIFT}")
+    if typed:
+        where.append("job_type = %(job_type)s")
+    return f"DELETE FROM jobs WHERE {' AND '.join(where)} RETURNING id, status"
+
+
+# -- notifications and custom updates ------------------------------------------------------------
+
+NOTIFY = "SELECT pg_notify(%(channel)s, payload) FROM unnest(%(payloads)s::text[]) AS payload"
+POST_MESSAGE = f"INSERT INTO messages (body, created_at) VALUES (%(body)s, {NOW}) RETURNING seq"
+PRUNE_MESSAGES = f"DELETE FROM messages WHERE created_at < {NOW} - 60"
+MESSAGE = "SELECT body FROM messages WHERE seq = %(seq)s"
+
+# -- the worker registry -------------------------------------------------------------------------
+
+DROP_DEAD_WORKERS = f"DELETE FROM workers WHERE heartbeat_at < {NOW} - %(ttl)s::float8"
+REGISTER_WORKER = (
+    f"INSERT INTO workers (id, record, heartbeat_at) VALUES (%(id)s, %(record)s, {NOW}) "
+    "ON CONFLICT (id) DO UPDATE SET record = excluded.record, heartbeat_at = excluded.heartbeat_at"
+)
+REMOVE_WORKER = "DELETE FROM workers WHERE id = %(id)s"
+LIVE_WORKERS = (
+    f"SELECT record, heartbeat_at FROM workers WHERE heartbeat_at >= {NOW} - %(ttl)s::float8 "
+    "ORDER BY id"
+)

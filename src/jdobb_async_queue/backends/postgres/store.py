@@ -1,0 +1,530 @@
+"""The transitions of the PostgreSQL backend: each function is one call's work, run by the pool
+in a worker thread inside one transaction (see :mod:`.pool`).
+
+Nothing here awaits or touches the event loop. What a transaction must tell others is gathered
+in its :class:`Tx` and sent when it commits: NOTIFY payloads for other processes (in the
+transaction itself, so they are delivered if and only if it commits) and the updates and notices
+for this process's own subscribers and workers (delivered by the backend after the commit).
+
+How an attempt ends was decided by the policy (``Outcome``); the one rule applied here is the
+policy's own for a lost lease (:func:`~jdobb_async_queue.backends.lost_ends_job`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import psycopg
+
+from ...backends import (
+    PRIORITY_RANK,
+    DuplicateJobError,
+    Event,
+    JobRecord,
+    Lease,
+    Notice,
+    Outcome,
+    ProgressUpdate,
+    QueueStats,
+    UnknownDependencyError,
+    UpdateRecord,
+    WorkerRecord,
+    dependency_error,
+    lost_ends_job,
+    lost_error,
+    record_update,
+    sources,
+)
+from . import queries as q
+
+__all__ = ["Tx"]
+
+_BROKEN = frozenset({"failed", "cancelled"})
+_CANCELLABLE = frozenset(s.value for s in sources(Event.CANCEL))
+_RETRYABLE = frozenset(s.value for s in sources(Event.RETRY))
+#: NOTIFY payloads are limited to 8000 bytes; leave room for the prefix.
+PAYLOAD_LIMIT = 7900
+#: A huge ``limit``/``offset`` (the queue passes 2**62 for "no limit") fits a bigint sum.
+_NO_LIMIT = 2**61
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+_decode_worker = msgspec.json.Decoder(WorkerRecord).decode
+
+
+def to_json(value: Any) -> str:
+    """A payload as stored (the queue has checked it encodes)."""
+    return _encode(value).decode()
+
+
+@dataclass
+class Tx:
+    """One transaction's connection, its clock parameters and what it must announce."""
+
+    conn: psycopg.Connection[Any]
+    #: The test clock's now, or None: the database's ``now()`` drives everything.
+    now: float | None
+    #: The caller's now (times the caller computed are read against it).
+    cnow: float
+    origin: str
+    watched: frozenset[str] = frozenset()
+    wake: bool = False
+    #: (job id, fence) of PROCESSING jobs cancelled: their workers must stop them.
+    cancelled: list[tuple[str, int]] = field(default_factory=list)
+    #: Jobs whose stored state changed (other processes' subscribers read them again).
+    changed: list[str] = field(default_factory=list)
+    #: Updates for this process's subscribers, in the order they were stored.
+    updates: list[UpdateRecord] = field(default_factory=list)
+    #: Jobs deleted (their subscribers learn they are gone).
+    deleted: list[str] = field(default_factory=list)
+    payloads: list[str] = field(default_factory=list)
+
+    def params(self, **values: Any) -> dict[str, Any]:
+        return {"now": self.now, "cnow": self.cnow, **values}
+
+    def run(self, sql: str, **values: Any) -> psycopg.Cursor[Any]:
+        return self.conn.execute(sql, self.params(**values))
+
+    def one(self, sql: str, **values: Any) -> Any:
+        return self.run(sql, **values).fetchone()
+
+    def all(self, sql: str, **values: Any) -> list[Any]:
+        return self.run(sql, **values).fetchall()
+
+    def emit(self, row: Sequence[Any] | None) -> None:
+        """A job changed (a row of ``queries.UPDATE_COLUMNS``): announce it."""
+        if row is None:
+            return
+        job_id = row[0]
+        self.changed.append(job_id)
+        if job_id in self.watched:
+            self.updates.append(update_of(row))
+
+    # -- what it announces, at commit ---------------------------------------------------------
+
+    def notices(self) -> list[Notice]:
+        """What this process's workers learn from this transaction."""
+        found = [Notice("cancel", job_id, fence) for job_id, fence in self.cancelled]
+        if self.wake:
+            found.append(Notice("jobs"))
+        return found
+
+    def announce(self, channel: str) -> None:
+        """Send, inside the transaction, what other processes must learn from it."""
+        payloads = list(self.payloads)
+        if self.wake:
+            payloads.append("j")
+        payloads += [f"c {fence} {job_id}" for job_id, fence in self.cancelled]
+        ids = list(dict.fromkeys([*self.changed, *self.deleted]))
+        payloads += _chunks(f"u {self.origin}", ids)
+        if payloads:
+            self.conn.execute(q.NOTIFY, {"channel": channel, "payloads": payloads})
+
+
+def _chunks(prefix: str, ids: list[str]) -> list[str]:
+    out: list[str] = []
+    line = prefix
+    for job_id in ids:
+        if len(line) + len(job_id) + 1 > PAYLOAD_LIMIT:
+            out.append(line)
+            line = prefix
+        line += " " + job_id
+    if line != prefix:
+        out.append(line)
+    return out
+
+
+def update_of(row: Sequence[Any]) -> UpdateRecord:
+    job_id, status, progress, message, results, error, updated_at, update_seq = row
+    return UpdateRecord(
+        job_id=job_id,
+        status=status,
+        progress=progress,
+        message=message,
+        results=None if results is None else _decode(results),
+        error=error,
+        timestamp=updated_at,
+        update_seq=update_seq,
+    )
+
+
+def record_of(row: Sequence[Any]) -> JobRecord:
+    """A record from a ``queries.COLUMNS`` row."""
+    values = dict(zip(q.FIELDS, row, strict=True))
+    values["data"] = _decode(values["data"])
+    values["metadata"] = _decode(values["metadata"])
+    if values["results"] is not None:
+        values["results"] = _decode(values["results"])
+    return JobRecord(**values)
+
+
+# -- housekeeping ------------------------------------------------------------------------------
+
+
+def housekeep(tx: Tx) -> None:
+    """Delete expired jobs and move due scheduled jobs to the ready lane (before a read that
+    counts or lists them)."""
+    expire(tx)
+    tx.run(q.PROMOTE)
+
+
+def expire(tx: Tx) -> None:
+    """Delete expired jobs; cancel, transitively, any job still waiting on one of them."""
+    rows = tx.all(q.EXPIRE)
+    deleted(tx, rows)
+
+
+def deleted(tx: Tx, rows: list[Any]) -> None:
+    """Jobs (``id, status`` rows) were deleted: tell their subscribers, cancel their orphans
+    (a job retried by hand while its dependency was FAILED or CANCELLED can never run now)."""
+    if not rows:
+        return
+    ids = [row[0] for row in rows]
+    tx.deleted += ids
+    for dep_id, job_id in tx.all(q.ORPHANS, ids=ids):
+        seq = tx.one("SELECT seq FROM jobs WHERE id = %(id)s", id=job_id)
+        if seq is not None:
+            end(tx, q.CANCEL, seq[0], dependency_error(dep_id, "deleted"))
+
+
+# -- enqueue -----------------------------------------------------------------------------------
+
+
+def enqueue_many(tx: Tx, records: Sequence[JobRecord]) -> list[str]:
+    """Store new jobs (see ``QueueBackend.enqueue_many``); raising rolls it all back."""
+    taken = {row[0] for row in tx.all(q.EXISTING, ids=[r.id for r in records])}
+    ids: list[str] = []
+    alias: dict[str, str] = {}  # id of a job not stored (its unique key is held) -> holder
+    keys: dict[str, str] = {}  # unique keys taken earlier in this batch
+    seen: set[str] = set()
+    plain: list[dict[str, Any]] = []
+    for r in records:
+        if r.id in seen or r.id in taken:
+            raise DuplicateJobError(r.id)
+        seen.add(r.id)
+        holder = keys.get(r.unique_key or "") or _holder(tx, r.unique_key)
+        if holder is not None:
+            alias[r.id] = holder
+            ids.append(holder)
+            continue
+        if r.depends_on:
+            _insert_many(tx, plain)
+            _store_waiting(tx, r, [alias.get(d, d) for d in r.depends_on])
+        else:
+            plain.append(_row(tx, r, [], 0))
+        if r.unique_key is not None:
+            keys[r.unique_key] = r.id
+        ids.append(r.id)
+    _insert_many(tx, plain)
+    tx.wake = tx.wake or len(alias) < len(ids)
+    return ids
+
+
+def _insert_many(tx: Tx, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        with tx.conn.cursor() as cur:
+            cur.executemany(q.INSERT, rows)
+        rows.clear()
+
+
+def _holder(tx: Tx, key: str | None) -> str | None:
+    if key is None:
+        return None
+    row = tx.one(q.HOLDER, key=key)
+    return None if row is None else str(row[0])
+
+
+def _store_waiting(tx: Tx, r: JobRecord, depends_on: list[str]) -> None:
+    """Store a job with dependencies: waiting, or born cancelled if one already failed."""
+    unique = list(dict.fromkeys(depends_on))
+    statuses = dict(tx.all(q.DEP_STATUS, ids=unique))
+    unknown = [d for d in unique if d not in statuses]
+    if unknown:
+        raise UnknownDependencyError(unknown)
+    waits = [d for d in unique if statuses[d] not in _BROKEN and statuses[d] != "complete"]
+    broken = next(((d, statuses[d]) for d in unique if statuses[d] in _BROKEN), None)
+    if broken is None:
+        tx.run(q.INSERT, **_row(tx, r, depends_on, len(waits)))
+        if waits:
+            tx.run(q.ADD_EDGES, deps=waits, id=r.id)
+        return
+    row = _row(tx, r, depends_on, 0)
+    row.update(status="cancelled", error=dependency_error(*broken))
+    tx.run(q.INSERT, **row)
+    tx.changed.append(r.id)
+
+
+def _row(tx: Tx, r: JobRecord, depends_on: list[str], pending_deps: int) -> dict[str, Any]:
+    return tx.params(
+        id=r.id,
+        job_type=r.job_type,
+        status="pending",
+        rank=PRIORITY_RANK[r.priority],
+        priority=r.priority,
+        data=to_json(r.data) if r.data else "{}",
+        metadata=to_json(r.metadata) if r.metadata else "{}",
+        results=None if r.results is None else to_json(r.results),
+        error=None,
+        created_at=r.created_at,
+        ttl=r.ttl,
+        execute_at=r.execute_at,
+        max_retries=r.max_retries,
+        retry_delay=r.retry_delay,
+        timeout=r.timeout,
+        depends_on=depends_on,
+        unique_key=r.unique_key,
+        pending_deps=pending_deps,
+        max_lost=r.max_lost,
+    )
+
+
+# -- claim -------------------------------------------------------------------------------------
+
+
+def claim(
+    tx: Tx, job_types: Sequence[str] | None, limit: int, worker_id: str, lease: float
+) -> list[JobRecord]:
+    """Claim up to ``limit`` ready jobs: priority, then enqueue order."""
+    types = None if job_types is None else list(dict.fromkeys(job_types))
+    if limit <= 0 or types == []:
+        return []
+    tx.run(q.PROMOTE)
+    params = {"worker_id": worker_id, "lease": lease, "limit": limit}
+    if types is None:
+        rows = tx.all(q.CLAIM_ANY, **params)
+    else:
+        rows = tx.all(q.CLAIM_TYPES, types=types, **params)
+    rows.sort(key=lambda row: (row[0], row[1]))
+    claimed = [record_of(row[2:]) for row in rows]
+    for r in claimed:
+        tx.changed.append(r.id)
+        if r.id in tx.watched:
+            tx.updates.append(record_update(r))
+    return claimed
+
+
+# -- reports from workers ----------------------------------------------------------------------
+
+
+def finish_many(tx: Tx, outcomes: Sequence[Outcome]) -> list[bool]:
+    """Apply decided outcomes in order, then release the jobs waiting on those that completed."""
+    completed: list[str] = []
+    done = [_finish(tx, o, completed) for o in outcomes]
+    if completed:
+        lanes = tx.all(q.RELEASE_DEPENDENTS, ids=completed)
+        tx.wake = tx.wake or any(lane == q.READY for (lane,) in lanes)
+    return done
+
+
+def _finish(tx: Tx, o: Outcome, completed: list[str]) -> bool:
+    held = {"id": o.job_id, "fence": o.fence}
+    if o.kind == "complete":
+        results = None if o.results is None else to_json(o.results)
+        row = tx.one(q.COMPLETE, results=results, **held)
+        if row is None:
+            return False
+        tx.emit(row)
+        completed.append(o.job_id)
+        return True
+    if o.kind == "fail":
+        found = tx.one(q.HELD_ROW, **held)
+        if found is None:
+            return False
+        end(tx, q.FAIL, found[0], o.error)
+        return True
+    if o.kind == "retry":
+        row = tx.one(q.RETRY_LATER, error=o.error, delay=max(o.delay, 0.0), **held)
+    else:
+        row = tx.one(q.RELEASE, **held)
+    if row is None:
+        return False
+    tx.emit(row)
+    tx.wake = True  # claimable again (or the claimer must learn the new due time)
+    return True
+
+
+def end(tx: Tx, statement: str, seq: int, error: str | None) -> str | None:
+    """A terminal transition (fail, cancel) of one row, then cancel the jobs waiting on it,
+    transitively, in the same transaction. Return the job's id (None: the row did not move)."""
+    todo: list[tuple[str, int, str | None]] = [(statement, seq, error)]
+    first: str | None = None
+    while todo:
+        sql, row_seq, why = todo.pop(0)
+        row = tx.one(sql, seq=row_seq, error=why)
+        if row is None:
+            continue
+        tx.emit(row)
+        job_id, status = row[0], row[1]
+        first = first or job_id
+        tx.run(q.DROP_OWN_EDGES, id=job_id)
+        reason = dependency_error(job_id, status)
+        todo += [(q.CANCEL, dep_seq, reason) for (dep_seq,) in tx.all(q.DEPENDENTS, id=job_id)]
+    return first
+
+
+def update_progress_many(tx: Tx, updates: Sequence[ProgressUpdate]) -> list[bool]:
+    """Set progress and/or message of PROCESSING jobs whose fence matches."""
+    done = []
+    for u in updates:
+        row = tx.one(q.PROGRESS, id=u.job_id, fence=u.fence, progress=u.progress, message=u.message)
+        tx.emit(row)
+        done.append(row is not None)
+    return done
+
+
+def renew_many(tx: Tx, leases: Sequence[Lease], duration: float) -> list[bool]:
+    """Extend the leases still held; ``False`` for each one lost."""
+    rows = tx.all(
+        q.RENEW,
+        duration=duration,
+        ids=[lease.job_id for lease in leases],
+        fences=[lease.fence for lease in leases],
+    )
+    kept = {row[0] for row in rows}
+    return [lease.job_id in kept for lease in leases]
+
+
+def reclaim_expired(tx: Tx) -> list[str]:
+    """Take back every PROCESSING job whose lease ran out (see ``QueueBackend``); also deletes
+    expired jobs (housekeeping on every worker's lease check)."""
+    expire(tx)
+    taken: list[str] = []
+    for seq, lost, max_lost in tx.all(q.EXPIRED_LEASES):
+        if lost_ends_job(lost + 1, max_lost):
+            ended = end(tx, q.LOST, seq, lost_error(lost + 1))
+            if ended is not None:
+                taken.append(ended)
+            continue
+        row = tx.one(q.RECLAIM, seq=seq)
+        if row is not None:
+            tx.emit(row)
+            taken.append(row[0])
+    tx.wake = tx.wake or bool(taken)
+    return taken
+
+
+# -- explicit transitions ----------------------------------------------------------------------
+
+
+def cancel(tx: Tx, job_id: str, reason: str | None) -> bool:
+    """Cancel a PENDING or PROCESSING job and, transitively, the jobs waiting on it."""
+    row = tx.one(q.ALIVE_ROW, id=job_id)
+    if row is None or row[1] not in _CANCELLABLE:
+        return False
+    seq, status, _, _, fence = row
+    end(tx, q.CANCEL, seq, reason)
+    if status == "processing":
+        tx.cancelled.append((job_id, fence))
+    return True
+
+
+def retry(tx: Tx, job_id: str, delay: float) -> bool:
+    """Send a FAILED or CANCELLED job back to PENDING, its dependencies counted again."""
+    row = tx.one(q.ALIVE_ROW, id=job_id)
+    if row is None or row[1] not in _RETRYABLE:
+        return False
+    seq, _, unique_key, depends_on, _ = row
+    if _holder(tx, unique_key) is not None:  # the job is terminal: any holder is another job
+        return False
+    unique = list(dict.fromkeys(depends_on))
+    statuses = dict(tx.all(q.DEP_STATUS, ids=unique)) if unique else {}
+    waits = [d for d in unique if statuses.get(d, "complete") != "complete"]
+    tx.emit(tx.one(q.RETRY, seq=seq, delay=delay, pending_deps=len(waits)))
+    if waits:
+        tx.run(q.ADD_EDGES, deps=waits, id=job_id)
+    tx.wake = True
+    return True
+
+
+def purge(tx: Tx, statuses: Sequence[str], before: float | None, job_type: str | None) -> int:
+    """Delete terminal jobs; return how many (expired ones are gone before counting)."""
+    (ceiling,) = tx.one(q.TOUCH)  # only jobs that had ended when the purge began
+    expire(tx)
+    if not statuses:
+        return 0
+    sql = q.purge(before is not None, job_type is not None)
+    rows = tx.all(sql, statuses=list(statuses), before=before, job_type=job_type, ceiling=ceiling)
+    deleted(tx, rows)
+    return len(rows)
+
+
+# -- reads ---------------------------------------------------------------------------------------
+
+
+def get(tx: Tx, job_id: str) -> JobRecord | None:
+    row = tx.one(q.GET, id=job_id)
+    return None if row is None else record_of(row)
+
+
+def list_jobs(
+    tx: Tx, status: str | None, job_type: str | None, limit: int, offset: int
+) -> list[JobRecord]:
+    limit, offset = min(limit, _NO_LIMIT), min(offset, _NO_LIMIT)
+    housekeep(tx)
+    typed = job_type is not None
+    sql = q.list_pending(typed) if status == "pending" else q.list_recent(status, typed)
+    rows = tx.all(sql, job_type=job_type, limit=limit, offset=offset, upto=limit + offset)
+    return [record_of(row) for row in rows]
+
+
+def stats(tx: Tx) -> QueueStats:
+    housekeep(tx)
+    counts: dict[str, int] = {}
+    for status, lane, n in tx.all(q.STATS):
+        counts[status] = counts.get(status, 0) + n
+        if lane == q.SCHEDULED:
+            counts["scheduled"] = n
+        elif lane == q.WAITING:
+            counts["waiting"] = n
+    return QueueStats(**counts)
+
+
+def next_due(tx: Tx, job_types: Sequence[str] | None) -> float | None:
+    """Seconds from the database's now to the earliest due time (None: nothing scheduled)."""
+    if job_types is None:
+        row = tx.one(q.NEXT_DUE)
+    else:
+        row = tx.one(q.NEXT_DUE_TYPES, types=list(job_types))
+    return None if row[0] is None else float(row[0])
+
+
+# -- custom updates and the registry -------------------------------------------------------------
+
+
+def post_message(tx: Tx, update: UpdateRecord) -> None:
+    """A custom update for other processes' subscribers: in the NOTIFY payload, or in the
+    ``messages`` table when it is too large for one."""
+    body = to_json(update)
+    if len(body.encode()) + 40 <= PAYLOAD_LIMIT:
+        tx.payloads.append(f"p {tx.origin} {body}")
+        return
+    (seq,) = tx.one(q.POST_MESSAGE, body=body)
+    tx.run(q.PRUNE_MESSAGES)
+    tx.payloads.append(f"m {tx.origin} {seq}")
+
+
+def message(tx: Tx, seq: int) -> UpdateRecord | None:
+    row = tx.one(q.MESSAGE, seq=seq)
+    return None if row is None else msgspec.json.decode(row[0], type=UpdateRecord)
+
+
+def register_worker(tx: Tx, worker: WorkerRecord, ttl: float) -> None:
+    tx.run(q.DROP_DEAD_WORKERS, ttl=ttl)
+    record = msgspec.structs.replace(worker, heartbeat_at=0.0)
+    tx.run(q.REGISTER_WORKER, id=worker.id, record=to_json(record))
+
+
+def remove_worker(tx: Tx, worker_id: str) -> None:
+    tx.run(q.REMOVE_WORKER, id=worker_id)
+
+
+def list_workers(tx: Tx, ttl: float) -> list[WorkerRecord]:
+    found = []
+    for record, heartbeat_at in tx.all(q.LIVE_WORKERS, ttl=ttl):
+        worker = _decode_worker(record)
+        worker.heartbeat_at = heartbeat_at
+        found.append(worker)
+    return sorted(found, key=lambda w: (w.started_at, w.id))
