@@ -10,7 +10,7 @@ from jdobb_async_queue import ConfigurationError, InvalidJobError, JobQueue, Wor
 from jdobb_async_queue.backends import MemoryBackend
 
 
-@pytest.mark.parametrize("name", ["postgres", "Memory", "", "mem"])
+@pytest.mark.parametrize("name", ["mysql", "Memory", "", "mem"])
 def test_unknown_backend_name_names_the_accepted_ones(name: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         JobQueue(backend=name)
@@ -55,7 +55,7 @@ def test_url_scheme_must_fit_the_backend(backend: str, url: str) -> None:
         JobQueue(backend=backend, url=url)
 
 
-@pytest.mark.parametrize("url", ["postgres://db/jobs", "http://example.com"])
+@pytest.mark.parametrize("url", ["mysql://db/jobs", "http://example.com"])
 def test_url_with_an_unknown_scheme(url: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         JobQueue(backend=url)

@@ -100,11 +100,10 @@ async def test_workers_of_other_processes_are_listed(
     import sys
 
     queue: JobQueue = make_queue()
-    url = (
-        request.getfixturevalue("redis_url")
-        if backend_name == "redis"
-        else f"sqlite:///{tmp_path / 'jobs.db'}"
-    )
+    if backend_name in ("redis", "postgres"):
+        url = request.getfixturevalue("redis_url" if backend_name == "redis" else "pg_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'jobs.db'}"
     script = tmp_path / "other.py"
     script.write_text(_OTHER_PROCESS)
     proc = subprocess.Popen(

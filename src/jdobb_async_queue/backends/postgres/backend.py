@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -39,10 +40,52 @@ from .notify import Notifier
 from .pool import Pool, connect
 from .store import Tx
 
-__all__ = ["PostgresBackend", "schema_name"]
+__all__ = ["PostgresBackend", "enqueue_within", "schema_name"]
 
 T = TypeVar("T")
 
+#: A user's connection whose open transaction enqueues join (see :func:`enqueue_within`).
+_WITHIN: ContextVar[psycopg.Connection[Any] | psycopg.AsyncConnection[Any] | None] = ContextVar(
+    "jdobb_enqueue_within", default=None
+)
+
+
+@contextmanager
+def enqueue_within(
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
+) -> Iterator[None]:
+    """Make every enqueue in the block part of ``conn``'s open transaction (the outbox pattern):
+    the jobs exist if and only if that transaction commits, and workers hear of them at commit.
+
+    ``conn`` is a psycopg 3 connection, blocking (:class:`psycopg.Connection`, any event loop,
+    the blocking :class:`jdobb_async_queue.sync.JobQueue` too) or asyncio
+    (:class:`psycopg.AsyncConnection`), inside a transaction (``with conn.transaction():``)::
+
+        with conn.transaction():
+            conn.execute("INSERT INTO orders (id) VALUES (%s)", (42,))
+            with enqueue_within(conn):
+                job_id = await queue.enqueue("ship", {"order": 42})
+
+    It applies to queues on the PostgreSQL backend, in this task (a context variable); the
+    database must be the one the queue's URL names. An enqueue that fails (a duplicate id, an
+    unknown dependency) rolls back only its own part (a savepoint): the transaction goes on.
+
+    :raises ConfigurationError: if ``conn`` is not a psycopg 3 connection
+    """
+    if not isinstance(conn, (psycopg.Connection, psycopg.AsyncConnection)):
+        raise ConfigurationError(
+            f"enqueue_within takes a psycopg 3 Connection or AsyncConnection, not {conn!r}"
+        )
+    token = _WITHIN.set(conn)
+    try:
+        yield
+    finally:
+        _WITHIN.reset(token)
+
+# Inside the user's transaction, its search_path put our schema first, then back (SET LOCAL
+# semantics: a rolled-back savepoint undoes it by itself).
+_PATH = "SELECT current_setting('search_path')"
+_SET_PATH = "SELECT set_config('search_path', %s, true)"
 #: Seconds (of the caller's clock) between two sweeps of expired jobs by claims.
 EXPIRE_EVERY = 1.0
 
@@ -154,7 +197,49 @@ class PostgresBackend(QueueBackend):
     # -- writes --------------------------------------------------------------------------------
 
     async def enqueue_many(self, records: Sequence[JobRecord], *, now: float) -> list[str]:
+        within = _WITHIN.get()
+        if within is not None:
+            return await self._enqueue_within(within, records, now)
         return await self._run(now, lambda tx: store.enqueue_many(tx, records))
+
+    async def _enqueue_within(
+        self,
+        conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
+        records: Sequence[JobRecord],
+        now: float,
+    ) -> list[str]:
+        """Enqueue on a user's connection, in its open transaction (see :func:`enqueue_within`)."""
+        if self._closed:
+            raise QueueClosedError("the PostgreSQL backend")
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+            raise ConfigurationError(
+                "enqueue_within needs the connection inside a transaction "
+                "(with conn.transaction(): ...); it is not in one"
+            )
+        await self._pool.call(lambda _: None)  # the schema exists (created on first use)
+        fixed = now if self.test_clock is not None else None
+        tx = Tx(None, fixed, now, self._origin)
+        ours = sql.Identifier(self.schema).as_string(None)
+        if isinstance(conn, psycopg.AsyncConnection):
+            async with conn.transaction():  # a savepoint: a failure undoes only this part
+                (path,) = await (await conn.execute(_PATH)).fetchone() or ("",)
+                await conn.execute(_SET_PATH, (f"{ours}, {path}",))
+                ids = await store.drive_async(conn, store.enqueue_steps(tx, records))
+                await store.drive_async(conn, tx.announce_steps(self.schema))
+                await conn.execute(_SET_PATH, (path,))
+            return ids
+
+        def work() -> list[str]:
+            assert isinstance(conn, psycopg.Connection)
+            with conn.transaction():
+                (path,) = conn.execute(_PATH).fetchone() or ("",)
+                conn.execute(_SET_PATH, (f"{ours}, {path}",))
+                ids = store.drive(conn, store.enqueue_steps(tx, records))
+                store.drive(conn, tx.announce_steps(self.schema))
+                conn.execute(_SET_PATH, (path,))
+            return ids
+
+        return await anyio.to_thread.run_sync(work)
 
     async def claim_pending_job(
         self,

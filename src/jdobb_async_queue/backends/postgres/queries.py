@@ -9,8 +9,8 @@ without a schema, since each connection's ``search_path`` is the namespace's sch
 **Time** is the database's: :data:`NOW` is the transaction's ``now()`` as seconds since the
 epoch, unless the caller passes a test clock's time as ``%(now)s``. Times a caller computed on
 its own clock (``execute_at``, purge's ``before``) are moved onto the database's by adding
-``NOW - %(cnow)s`` (``cnow``: the caller's now), so hosts whose clocks disagree agree on due
-times and leases.
+``NOW - %(cnow)s`` (``cnow``: the caller's now) when the two differ by more than
+:data:`CLOCK_TOLERANCE`, so hosts whose clocks disagree agree on due times and leases.
 """
 
 from __future__ import annotations
@@ -26,8 +26,13 @@ COLUMNS = ", ".join(FIELDS)
 UPDATE_COLUMNS = "id, status, progress, message, results, error, updated_at, update_seq"
 
 NOW = "coalesce(%(now)s::float8, extract(epoch from now())::float8)"
-#: A caller's time moved onto the database's clock.
-SHIFT = f"({NOW} - %(cnow)s::float8)"
+#: Clocks this close (seconds) count as agreeing: a caller's times are not moved.
+CLOCK_TOLERANCE = 1.0
+#: What moves a caller's time onto the database's clock.
+SHIFT = (
+    f"(CASE WHEN abs({NOW} - %(cnow)s::float8) > {CLOCK_TOLERANCE} "
+    f"THEN {NOW} - %(cnow)s::float8 ELSE 0 END)"
+)
 _ALIVE = f"(expires_at IS NULL OR expires_at > {NOW})"
 _TOUCH = "touched = nextval('touch_seq')"
 

@@ -12,9 +12,9 @@ policy's own for a lost lease (:func:`~jdobb_async_queue.backends.lost_ends_job`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import psycopg
@@ -50,9 +50,58 @@ PAYLOAD_LIMIT = 7900
 #: A huge ``limit``/``offset`` (the queue passes 2**62 for "no limit") fits a bigint sum.
 _NO_LIMIT = 2**61
 
+T = TypeVar("T")
+
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 _decode_worker = msgspec.json.Decoder(WorkerRecord).decode
+
+
+#: One statement for a driver to run: ``(kind, sql, params)``; kind ``"all"`` (send back the
+#: rows), ``"one"`` (the first row or None), ``"run"`` (nothing) or ``"many"`` (params is a
+#: list: ``executemany``).
+Step = tuple[str, str, Any]
+Steps = Generator[Step, Any, T]
+
+
+def drive(conn: psycopg.Connection[Any], steps: Steps[T]) -> T:
+    """Run ``steps`` on a blocking connection; return their result."""
+    reply: Any = None
+    try:
+        while True:
+            kind, statement, params = steps.send(reply)
+            reply = None
+            if kind == "many":
+                with conn.cursor() as cur:
+                    cur.executemany(statement, params)
+            else:
+                cur = conn.execute(statement, params)
+                if kind == "all":
+                    reply = cur.fetchall()
+                elif kind == "one":
+                    reply = cur.fetchone()
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def drive_async(conn: psycopg.AsyncConnection[Any], steps: Steps[T]) -> T:
+    """Run ``steps`` on an asyncio connection; return their result."""
+    reply: Any = None
+    try:
+        while True:
+            kind, statement, params = steps.send(reply)
+            reply = None
+            if kind == "many":
+                async with conn.cursor() as cur:
+                    await cur.executemany(statement, params)
+            else:
+                cur = await conn.execute(statement, params)
+                if kind == "all":
+                    reply = await cur.fetchall()
+                elif kind == "one":
+                    reply = await cur.fetchone()
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 def to_json(value: Any) -> str:
@@ -64,7 +113,8 @@ def to_json(value: Any) -> str:
 class Tx:
     """One transaction's connection, its clock parameters and what it must announce."""
 
-    conn: psycopg.Connection[Any]
+    #: The connection (None when the steps run on a user's async connection).
+    conn: psycopg.Connection[Any] | None
     #: The test clock's now, or None: the database's ``now()`` drives everything.
     now: float | None
     #: The caller's now (times the caller computed are read against it).
@@ -82,11 +132,20 @@ class Tx:
     deleted: list[str] = field(default_factory=list)
     payloads: list[str] = field(default_factory=list)
 
+    def step(self, kind: str, sql: str, **values: Any) -> Step:
+        return (kind, sql, self.params(**values))
+
     def params(self, **values: Any) -> dict[str, Any]:
         return {"now": self.now, "cnow": self.cnow, **values}
 
+    @property
+    def blocking(self) -> psycopg.Connection[Any]:
+        """The blocking connection (every function here but the steps needs one)."""
+        assert self.conn is not None, "these steps run on an async connection"
+        return self.conn
+
     def run(self, sql: str, **values: Any) -> psycopg.Cursor[Any]:
-        return self.conn.execute(sql, self.params(**values))
+        return self.blocking.execute(sql, self.params(**values))
 
     def one(self, sql: str, **values: Any) -> Any:
         return self.run(sql, **values).fetchone()
@@ -114,6 +173,10 @@ class Tx:
 
     def announce(self, channel: str) -> None:
         """Send, inside the transaction, what other processes must learn from it."""
+        drive(self.blocking, self.announce_steps(channel))
+
+    def announce_steps(self, channel: str) -> Steps[None]:
+        """:meth:`announce` as steps (see :func:`drive`)."""
         payloads = list(self.payloads)
         if self.wake:
             payloads.append("j")
@@ -121,7 +184,7 @@ class Tx:
         ids = list(dict.fromkeys([*self.changed, *self.deleted]))
         payloads += _chunks(f"u {self.origin}", ids)
         if payloads:
-            self.conn.execute(q.NOTIFY, {"channel": channel, "payloads": payloads})
+            yield ("run", q.NOTIFY, {"channel": channel, "payloads": payloads})
 
 
 def _chunks(prefix: str, ids: list[str]) -> list[str]:
@@ -195,7 +258,14 @@ def deleted(tx: Tx, rows: list[Any]) -> None:
 
 def enqueue_many(tx: Tx, records: Sequence[JobRecord]) -> list[str]:
     """Store new jobs (see ``QueueBackend.enqueue_many``); raising rolls it all back."""
-    taken = {row[0] for row in tx.all(q.EXISTING, ids=[r.id for r in records])}
+    return drive(tx.blocking, enqueue_steps(tx, records))
+
+
+def enqueue_steps(tx: Tx, records: Sequence[JobRecord]) -> Steps[list[str]]:
+    """:func:`enqueue_many` as steps, so a blocking or an async connection can run them
+    (:func:`drive`, :func:`drive_async`): the transactional enqueue runs them on the user's."""
+    found = yield tx.step("all", q.EXISTING, ids=[r.id for r in records])
+    taken = {row[0] for row in found}
     ids: list[str] = []
     alias: dict[str, str] = {}  # id of a job not stored (its unique key is held) -> holder
     keys: dict[str, str] = {}  # unique keys taken earlier in this batch
@@ -205,29 +275,28 @@ def enqueue_many(tx: Tx, records: Sequence[JobRecord]) -> list[str]:
         if r.id in seen or r.id in taken:
             raise DuplicateJobError(r.id)
         seen.add(r.id)
-        holder = keys.get(r.unique_key or "") or _holder(tx, r.unique_key)
+        holder = keys.get(r.unique_key or "")
+        if holder is None and r.unique_key is not None:
+            row = yield tx.step("one", q.HOLDER, key=r.unique_key)
+            holder = None if row is None else str(row[0])
         if holder is not None:
             alias[r.id] = holder
             ids.append(holder)
             continue
         if r.depends_on:
-            _insert_many(tx, plain)
-            _store_waiting(tx, r, [alias.get(d, d) for d in r.depends_on])
+            if plain:
+                yield ("many", q.INSERT, plain)
+                plain = []
+            yield from _store_waiting(tx, r, [alias.get(d, d) for d in r.depends_on])
         else:
             plain.append(_row(tx, r, [], 0))
         if r.unique_key is not None:
             keys[r.unique_key] = r.id
         ids.append(r.id)
-    _insert_many(tx, plain)
+    if plain:
+        yield ("many", q.INSERT, plain)
     tx.wake = tx.wake or len(alias) < len(ids)
     return ids
-
-
-def _insert_many(tx: Tx, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        with tx.conn.cursor() as cur:
-            cur.executemany(q.INSERT, rows)
-        rows.clear()
 
 
 def _holder(tx: Tx, key: str | None) -> str | None:
@@ -237,23 +306,23 @@ def _holder(tx: Tx, key: str | None) -> str | None:
     return None if row is None else str(row[0])
 
 
-def _store_waiting(tx: Tx, r: JobRecord, depends_on: list[str]) -> None:
+def _store_waiting(tx: Tx, r: JobRecord, depends_on: list[str]) -> Steps[None]:
     """Store a job with dependencies: waiting, or born cancelled if one already failed."""
     unique = list(dict.fromkeys(depends_on))
-    statuses = dict(tx.all(q.DEP_STATUS, ids=unique))
+    statuses = dict((yield tx.step("all", q.DEP_STATUS, ids=unique)))
     unknown = [d for d in unique if d not in statuses]
     if unknown:
         raise UnknownDependencyError(unknown)
     waits = [d for d in unique if statuses[d] not in _BROKEN and statuses[d] != "complete"]
     broken = next(((d, statuses[d]) for d in unique if statuses[d] in _BROKEN), None)
     if broken is None:
-        tx.run(q.INSERT, **_row(tx, r, depends_on, len(waits)))
+        yield ("run", q.INSERT, _row(tx, r, depends_on, len(waits)))
         if waits:
-            tx.run(q.ADD_EDGES, deps=waits, id=r.id)
+            yield tx.step("run", q.ADD_EDGES, deps=waits, id=r.id)
         return
     row = _row(tx, r, depends_on, 0)
     row.update(status="cancelled", error=dependency_error(*broken))
-    tx.run(q.INSERT, **row)
+    yield ("run", q.INSERT, row)
     tx.changed.append(r.id)
 
 
