@@ -55,7 +55,8 @@ def open_queue(args: argparse.Namespace) -> JobQueue:
             atexit.register(shutil.rmtree, scratch, ignore_errors=True)
         url = args.url or f"sqlite:///{scratch}/bench.db"
         return JobQueue(backend="sqlite", url=url)
-    return JobQueue(backend="redis", url=args.url, namespace=f"bench-{uuid.uuid4().hex[:8]}")
+    name = "postgres" if args.backend == "postgres" else "redis"
+    return JobQueue(backend=name, url=args.url, namespace=f"bench-{uuid.uuid4().hex[:8]}")
 
 
 async def run_once(args: argparse.Namespace, loop: str) -> Figures:
@@ -182,7 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--backend", choices=["memory", "sqlite", "redis"], default="memory")
+    parser.add_argument("--backend", choices=["memory", "sqlite", "redis", "postgres"], default="memory")
     parser.add_argument("--url", default=None)
     parser.add_argument("--jobs", type=int, default=50_000)
     parser.add_argument("--concurrency", type=int, default=50)
@@ -198,6 +199,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.backend == "redis" and not args.url:
         args.url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    if args.backend == "postgres" and not args.url:
+        args.url = os.environ.get("PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     if args.compare:
         compare(args)
         return

@@ -82,6 +82,7 @@ def enqueue_within(
     finally:
         _WITHIN.reset(token)
 
+
 # Inside the user's transaction, its search_path put our schema first, then back (SET LOCAL
 # semantics: a rolled-back savepoint undoes it by itself).
 _PATH = "SELECT current_setting('search_path')"
@@ -200,6 +201,18 @@ class PostgresBackend(QueueBackend):
         within = _WITHIN.get()
         if within is not None:
             return await self._enqueue_within(within, records, now)
+        if store.plain(records):  # the common call: one statement, one round trip
+            if self._closed:
+                raise QueueClosedError("the PostgreSQL backend")
+            fixed = now if self.test_clock is not None else None
+            return [
+                await self._pool.call(
+                    lambda conn: store.enqueue_one(
+                        Tx(conn, fixed, now, self._origin), records[0], self.schema
+                    ),
+                    single=True,
+                )
+            ]
         return await self._run(now, lambda tx: store.enqueue_many(tx, records))
 
     async def _enqueue_within(

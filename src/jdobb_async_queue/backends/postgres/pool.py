@@ -6,13 +6,13 @@ A :class:`Pool` holds at most ``max_size`` connections, opened on demand, and as
 threads (its own :class:`anyio.CapacityLimiter`): a call waits for a free connection rather than
 opening more. Each call is one transaction (:meth:`Pool.call`). A transaction that loses a race
 the database detects (deadlock, serialization failure, a unique index taken meanwhile) is run
-again from the start; a connection that turns out dead at ``BEGIN`` (the server restarted while
-it sat idle) is replaced and the transaction run on the new one; any other loss of the server
-raises :class:`~jdobb_async_queue.BackendUnavailable`.
+again from the start; an idle connection the server has closed meanwhile (a restart) is
+noticed before use and replaced; any other loss of the server raises :class:`~jdobb_async_queue.BackendUnavailable`.
 """
 
 from __future__ import annotations
 
+import select
 import threading
 from collections.abc import Callable
 from importlib import resources
@@ -69,9 +69,16 @@ class Pool:
 
     # -- from the event loop ---------------------------------------------------------------
 
-    async def call(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``work(conn)`` in one transaction in a worker thread; return what it returns."""
-        return await anyio.to_thread.run_sync(self.run, work, limiter=self._limiter())
+    async def call(
+        self, work: Callable[[psycopg.Connection[Any]], T], *, single: bool = False
+    ) -> T:
+        """Run ``work(conn)`` in one transaction in a worker thread; return what it returns.
+
+        :param single: ``work`` runs one statement, which is a transaction by itself: no
+            ``BEGIN``/``COMMIT`` around it (one round trip)
+        """
+        run = self.run_single if single else self.run
+        return await anyio.to_thread.run_sync(run, work, limiter=self._limiter())
 
     async def aclose(self) -> None:
         """Close every idle connection (those in use close when their call returns)."""
@@ -93,29 +100,18 @@ class Pool:
     # -- in a worker thread ------------------------------------------------------------------
 
     def run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``work`` in one transaction (see the module docs for what is retried)."""
-        conn, fresh = self._take()
+        """Run ``work`` in one transaction (see the module docs for what is retried).
+
+        The transaction runs in pipeline mode: statements whose results ``work`` does not read
+        go out without waiting, so ``BEGIN`` travels with the first query and ``COMMIT`` with
+        the last writes (most calls take one or two round trips).
+        """
+        conn = self._take()
         try:
             for attempt in range(RACE_RETRIES):
                 try:
-                    transaction = conn.transaction()
-                    try:
-                        transaction.__enter__()  # BEGIN: nothing has happened yet
-                    except psycopg.OperationalError:
-                        if fresh:
-                            raise
-                        conn.close()  # it died while idle: a new one runs the transaction
-                        conn, fresh = self._connect(), True
-                        transaction = conn.transaction()
-                        transaction.__enter__()
-                    try:
-                        result = work(conn)
-                    except BaseException as exc:
-                        if not transaction.__exit__(type(exc), exc, exc.__traceback__):
-                            raise
-                        raise  # pragma: no cover - a transaction never swallows errors
-                    transaction.__exit__(None, None, None)  # COMMIT
-                    return result
+                    with conn.pipeline(), conn.transaction():
+                        return work(conn)
                 except _RACES:
                     if attempt == RACE_RETRIES - 1:
                         raise
@@ -126,11 +122,28 @@ class Pool:
         finally:
             self._give_back(conn)
 
-    def _take(self) -> tuple[psycopg.Connection[Any], bool]:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop(), False
-        return self._connect(), True
+    def run_single(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``work``, one statement, in autocommit (see :meth:`call`)."""
+        conn = self._take()
+        try:
+            return work(conn)
+        except psycopg.OperationalError as exc:
+            conn.close()
+            raise BackendUnavailable(f"PostgreSQL at {self.where}: {exc}") from exc
+        finally:
+            self._give_back(conn)
+
+    def _take(self) -> psycopg.Connection[Any]:
+        """An idle connection that is still alive, else a new one."""
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                conn = self._idle.pop()
+            if _alive(conn):
+                return conn
+            conn.close()  # the server closed it while it sat idle (a restart, a timeout)
+        return self._connect()
 
     def _give_back(self, conn: psycopg.Connection[Any]) -> None:
         if conn.closed or conn.broken:
@@ -162,6 +175,19 @@ class Pool:
             conn.close()
             raise
         return conn
+
+
+def _alive(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle connection still works: an idle one has nothing to read unless the
+    server is closing it (then its socket is readable: the goodbye, or end of file)."""
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        if readable:
+            conn.pgconn.consume_input()
+            return False
+    except (OSError, ValueError, psycopg.Error):
+        return False
+    return not conn.broken
 
 
 def connect(url: str, timeout: float, where: str) -> psycopg.Connection[Any]:

@@ -111,6 +111,13 @@ INSERT = (
     "%(max_lost)s)"
 )
 
+#: One job with neither dependencies nor unique key, in one statement (its own transaction):
+#: stored unless its id is taken, and idle workers woken.
+INSERT_ONE = (
+    f"WITH ins AS ({INSERT} ON CONFLICT (id) DO NOTHING RETURNING id) "
+    "SELECT id, pg_notify(%(channel)s, 'j') FROM ins"
+)
+
 # -- claim -----------------------------------------------------------------------------------
 
 _CLAIM = (

@@ -256,6 +256,18 @@ def deleted(tx: Tx, rows: list[Any]) -> None:
 # -- enqueue -----------------------------------------------------------------------------------
 
 
+def plain(records: Sequence[JobRecord]) -> bool:
+    """Whether :func:`enqueue_one` can store ``records``: one job, no dependency, no unique key."""
+    return len(records) == 1 and not records[0].depends_on and records[0].unique_key is None
+
+
+def enqueue_one(tx: Tx, record: JobRecord, channel: str) -> str:
+    """Store one plain job in a single statement (see :func:`plain`)."""
+    if tx.one(q.INSERT_ONE, **_row(tx, record, [], 0), channel=channel) is None:
+        raise DuplicateJobError(record.id)
+    return record.id
+
+
 def enqueue_many(tx: Tx, records: Sequence[JobRecord]) -> list[str]:
     """Store new jobs (see ``QueueBackend.enqueue_many``); raising rolls it all back."""
     return drive(tx.blocking, enqueue_steps(tx, records))
