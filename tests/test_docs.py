@@ -68,6 +68,10 @@ FRAGMENTS = [b for b in BLOCKS if not SNIPPET.search(b.code)]
 #: Blocks that are compiled but not run, keyed by their first line's text (stable when lines
 #: above them move), with the reason.
 NOT_RUN: dict[str, str] = {
+    "import psycopg": (
+        "needs the reader's own PostgreSQL database and table; "
+        "tests/backends/test_postgres_outbox.py runs the same calls"
+    ),
     "import ssl": "needs a Redis server with TLS and the reader's certificates",
     "from jdobb_async_queue.sync import JobQueue": (
         "the blocking API, which may not run inside an event loop; examples/sync_script.py "
