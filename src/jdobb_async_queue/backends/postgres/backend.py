@@ -184,7 +184,7 @@ class PostgresBackend(QueueBackend):
         watched = self._notifier.watched()
 
         def transaction(conn: psycopg.Connection[Any]) -> tuple[Tx, T]:
-            tx = Tx(conn, fixed, now, self._origin, watched)  # anew for each run of a race
+            tx = Tx(conn, fixed, now, self._origin, watched, channel=self.schema)  # anew per run
             result = work(tx)
             tx.announce(self.schema)
             return tx, result

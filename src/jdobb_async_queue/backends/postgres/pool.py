@@ -7,7 +7,8 @@ threads (its own :class:`anyio.CapacityLimiter`): a call waits for a free connec
 opening more. Each call is one transaction (:meth:`Pool.call`). A transaction that loses a race
 the database detects (deadlock, serialization failure, a unique index taken meanwhile) is run
 again from the start; an idle connection the server has closed meanwhile (a restart) is
-noticed before use and replaced; any other loss of the server raises :class:`~jdobb_async_queue.BackendUnavailable`.
+noticed before use and replaced; any other loss of the server raises
+:class:`~jdobb_async_queue.BackendUnavailable`.
 """
 
 from __future__ import annotations

@@ -154,6 +154,17 @@ COMPLETE = (
     f"progress = 1.0, error = NULL, {_END} "
     f"WHERE id = %(id)s AND {guard(Event.COMPLETE)} AND {_FENCED} RETURNING {UPDATE_COLUMNS}"
 )
+#: Many completions in one statement: ``%(ids)s``, ``%(fences)s`` (NULL: any) and
+#: ``%(results)s`` side by side; ids must be distinct.
+COMPLETE_MANY = (
+    f"UPDATE jobs SET status = '{target(Event.COMPLETE)}', results = o.results, "
+    f"progress = 1.0, error = NULL, {_END} "
+    "FROM unnest(%(ids)s::text[], %(fences)s::int[], %(results)s::text[]) "
+    "AS o(id, fence, results) "
+    f"WHERE jobs.id = o.id AND {guard(Event.COMPLETE)} "
+    "AND (o.fence IS NULL OR jobs.fence = o.fence) "
+    "RETURNING " + ", ".join(f"jobs.{c.strip()}" for c in UPDATE_COLUMNS.split(","))
+)
 RETRY_LATER = (
     f"UPDATE jobs SET status = '{target(Event.RETRY_LATER)}', error = %(error)s, "
     f"execute_at = {NOW} + %(delay)s::float8, "
@@ -190,13 +201,17 @@ DEPENDENTS = (
     f"WHERE jobs.lane = {WAITING} ORDER BY jobs.seq"
 )
 #: Completed dependencies counted off their dependents; those now free are placed.
+#: (Idle workers are woken in the same statement when one is ready: nothing to read back, so
+#: it travels in the pipeline with the COMMIT.)
 RELEASE_DEPENDENTS = (
     "WITH gone AS (DELETE FROM edges WHERE dep_id = ANY(%(ids)s::text[]) RETURNING job_id), "
-    "met AS (SELECT job_id, count(*) AS n FROM gone GROUP BY job_id) "
-    "UPDATE jobs SET pending_deps = jobs.pending_deps - met.n, "
+    "met AS (SELECT job_id, count(*) AS n FROM gone GROUP BY job_id), "
+    "freed AS (UPDATE jobs SET pending_deps = jobs.pending_deps - met.n, "
     f"lane = CASE WHEN jobs.pending_deps - met.n > 0 THEN {WAITING} "
     f"WHEN jobs.execute_at > {NOW} THEN {SCHEDULED} ELSE {READY} END "
-    f"FROM met WHERE jobs.id = met.job_id AND jobs.lane = {WAITING} RETURNING jobs.lane"
+    f"FROM met WHERE jobs.id = met.job_id AND jobs.lane = {WAITING} RETURNING jobs.lane) "
+    "SELECT pg_notify(%(channel)s, 'j') "
+    f"FROM (SELECT 1 FROM freed WHERE lane = {READY} LIMIT 1) AS one"
 )
 PROGRESS = (
     "UPDATE jobs SET progress = coalesce(%(progress)s::float8, progress), "

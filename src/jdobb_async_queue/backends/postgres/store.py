@@ -121,6 +121,8 @@ class Tx:
     cnow: float
     origin: str
     watched: frozenset[str] = frozenset()
+    #: The namespace's NOTIFY channel (statements that wake workers themselves name it).
+    channel: str = ""
     wake: bool = False
     #: (job id, fence) of PROCESSING jobs cancelled: their workers must stop them.
     cancelled: list[tuple[str, int]] = field(default_factory=list)
@@ -393,11 +395,27 @@ def claim(
 def finish_many(tx: Tx, outcomes: Sequence[Outcome]) -> list[bool]:
     """Apply decided outcomes in order, then release the jobs waiting on those that completed."""
     completed: list[str] = []
-    done = [_finish(tx, o, completed) for o in outcomes]
+    done: dict[int, bool] = {}
+    completes = [(i, o) for i, o in enumerate(outcomes) if o.kind == "complete"]
+    if len({o.job_id for _, o in completes}) == len(completes) > 1:  # one statement for all
+        rows = tx.all(
+            q.COMPLETE_MANY,
+            ids=[o.job_id for _, o in completes],
+            fences=[o.fence for _, o in completes],
+            results=[None if o.results is None else to_json(o.results) for _, o in completes],
+        )
+        for row in rows:
+            tx.emit(row)
+        stored = {row[0] for row in rows}
+        for i, o in completes:
+            done[i] = o.job_id in stored
+        completed += [o.job_id for _, o in completes if o.job_id in stored]
+    for i, o in enumerate(outcomes):
+        if i not in done:
+            done[i] = _finish(tx, o, completed)
     if completed:
-        lanes = tx.all(q.RELEASE_DEPENDENTS, ids=completed)
-        tx.wake = tx.wake or any(lane == q.READY for (lane,) in lanes)
-    return done
+        tx.run(q.RELEASE_DEPENDENTS, ids=completed, channel=tx.channel)
+    return [done[i] for i in range(len(outcomes))]
 
 
 def _finish(tx: Tx, o: Outcome, completed: list[str]) -> bool:
