@@ -233,6 +233,21 @@ async def test_actions_through_the_api(queue: JobQueue) -> None:
         assert (await queue.stats()).complete == 0
 
 
+async def test_a_bad_request_body_is_refused_and_changes_nothing(queue: JobQueue) -> None:
+    """Not JSON, not an object, too large: 400, never a server error, and the job stays."""
+    job_id = await queue.enqueue("a")
+    app = create_app(queue, token="s3cret")
+    auth = {"authorization": "Bearer s3cret", "content-type": "application/json"}
+    async with client(app) as c:
+        for body in (b"{not json", b"[1, 2]", b'{"x": "' + b"y" * 70_000 + b'"}'):
+            r = await c.post(f"/api/jobs/{job_id}/cancel", content=body, headers=auth)
+            assert r.status_code == 400, (body[:20], r.status_code)
+        r = await c.post("/login", content=b"{not json", headers=auth)
+        assert r.status_code == 400
+    job = await queue.get(job_id)
+    assert job is not None and job.status is JobStatus.PENDING
+
+
 async def test_actions_through_the_forms(queue: JobQueue) -> None:
     job_id = await queue.enqueue("a")
     await finish(queue, "a", fail=True)

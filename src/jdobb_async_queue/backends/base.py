@@ -33,8 +33,10 @@ Notifications are optional: :meth:`listen` (wake-ups for idle workers, cancellat
 jobs) and :meth:`subscribe` / :meth:`publish` (the Broadcaster). The defaults here fall back to
 polling, bounded by the worker's ``poll_interval``; the built-in backends push.
 
-The semantics every method must follow are in its docstring; ``tests/contract/`` checks them, and
-a custom backend can run that suite by adding itself to the ``backend`` fixture.
+The semantics every method must follow are in its docstring; the contract suite shipped as
+:mod:`jdobb_async_queue.testing.contract` checks them: a test module of yours that star-imports it
+and defines a ``queue_backend`` fixture runs the whole suite on your backend (see
+``docs/backends.md``).
 """
 
 from __future__ import annotations

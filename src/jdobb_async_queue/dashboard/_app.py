@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,13 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -194,7 +200,10 @@ class _Dashboard:
         return HTMLResponse(self.page(request).login(next_path, None))
 
     async def login(self, request: Request) -> Response:
-        form = await _form(request)
+        try:
+            form = await _form(request)
+        except InvalidJobError as exc:
+            return PlainTextResponse(str(exc), status_code=400)
         base = self.base(request)
         next_path = _safe_next(_first(form, "next"), base)
         if self.token is None or self.session is None:
@@ -275,7 +284,10 @@ class _Dashboard:
         async def endpoint(request: Request) -> Response:
             if not _same_origin(request):
                 return _refuse(request, api, 403, "cross-origin request refused", self)
-            form = await _form(request)
+            try:
+                form = await _form(request)
+            except InvalidJobError as exc:  # too large, not JSON, not an object
+                return _refuse(request, api, 400, str(exc), self)
             if not self.authorized(request, form):
                 if api:
                     return JSONResponse(
@@ -491,11 +503,16 @@ async def _form(request: Request) -> dict[str, list[str]]:
     """An urlencoded form, or a JSON object (its values as lists), at most ``MAX_FORM`` bytes."""
     if request.method != "POST":
         return {}
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM:
-            raise InvalidJobError("request body too large")
+    body, size = b"", 0
+    async with aclosing(request.stream()) as chunks:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size <= MAX_FORM:
+                body += chunk
+            elif size > 16 * MAX_FORM:  # past this, stop reading (the client sees a reset)
+                break
+    if size > MAX_FORM:  # the rest was read and dropped, so the client gets the answer
+        raise InvalidJobError("request body too large")
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from contextlib import aclosing
 from typing import Any
 
@@ -33,6 +32,10 @@ def event(name: str, data: object) -> bytes:
     return f"event: {name}\ndata: {payload}\n\n".encode()
 
 
+#: Events waiting for a slow client before the follower waits too.
+SSE_BUFFER = 16
+
+
 class JobEvents(Response):
     """An ASGI response that streams ``update`` events for one job until it ends (then an
     ``end`` event), or a ``gone`` event if it is deleted; it stops when the client leaves.
@@ -60,7 +63,9 @@ class JobEvents(Response):
             }
         )
         await send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
-        out, inbox = anyio.create_memory_object_stream[bytes](math.inf)
+        # A small buffer: a slow client holds up the follower, and the Broadcaster (bounded,
+        # dropping the oldest progress) absorbs the rest.
+        out, inbox = anyio.create_memory_object_stream[bytes](SSE_BUFFER)
         with out, inbox:  # closed here even if a task never got to start
             async with anyio.create_task_group() as tg:
 
