@@ -71,6 +71,16 @@ def complete(record: JobRecord, results: dict[str, Any] | None) -> Outcome:
     return Outcome(job_id=record.id, kind="complete", fence=record.fence, results=results)
 
 
+def storable(text: str) -> str:
+    """``text`` as every store can keep it: lone surrogates (``surrogateescape``'d bytes in a
+    path or an OS message) become ``\\udcxx`` escapes instead of failing to encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def decide_failure(
     record: JobRecord, error: str, *, retry: bool = True, jitter: float | None = None
 ) -> Outcome:
@@ -79,6 +89,7 @@ def decide_failure(
 
     :param jitter: in ``[0, 1)``; default: a random one (not for cryptography)
     """
+    error = storable(error)
     if retry and record.attempts <= record.max_retries:
         share = random.random() if jitter is None else jitter
         delay = backoff_delay(record.retry_delay, record.attempts, share)

@@ -250,3 +250,23 @@ async def test_worker_only_takes_its_job_types(queue: JobQueue) -> None:
         final = await finished(queue, job_id)
     assert final.status is JobStatus.COMPLETE
     assert (await _get(queue, other)).status is JobStatus.PENDING
+
+
+async def test_an_error_text_that_is_not_valid_unicode_still_fails_the_job(queue: JobQueue) -> None:
+    """A lone surrogate (bytes decoded with ``surrogateescape``) in an exception's text: the job
+    is FAILED with an escaped copy, and the worker goes on to the next job."""
+    worker = Worker(queue, poll_interval=0.05)
+
+    @worker.handler("t")
+    async def handle(ctx: JobContext) -> dict[str, Any]:
+        if ctx.data.get("bad"):
+            raise ValueError(b"caf\xe9".decode("utf-8", "surrogateescape"))
+        return {"ok": True}
+
+    bad = await queue.enqueue("t", {"bad": True})
+    good = await queue.enqueue("t")
+    async with running(worker):
+        final = await finished(queue, bad)
+        assert final.status is JobStatus.FAILED
+        assert final.error is not None and "caf\\udce9" in final.error
+        assert (await finished(queue, good)).status is JobStatus.COMPLETE
