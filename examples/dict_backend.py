@@ -98,6 +98,8 @@ class DictBackend(QueueBackend):
 
     async def aclose(self) -> None:
         self._closed = True
+        for inbox in [*self._listeners, *(i for s in self._subscribers.values() for i in s)]:
+            inbox.close()  # their readers end with QueueClosedError
 
     # -- the steps every method is made of ---------------------------------------------------
 
@@ -504,6 +506,13 @@ class _Inbox(Generic[T]):
     def __init__(self, size: int = 256) -> None:
         self._items: deque[T] = deque(maxlen=size)
         self._arrived: anyio.Event | None = None
+        self._closed = False
+
+    def close(self) -> None:
+        """The backend closed: once empty, the reader gets ``QueueClosedError``."""
+        self._closed = True
+        if self._arrived is not None:
+            self._arrived.set()
 
     def put(self, item: T) -> None:
         self._items.append(item)
@@ -516,6 +525,8 @@ class _Inbox(Generic[T]):
 
     async def __anext__(self) -> T:
         while not self._items:
+            if self._closed:
+                raise QueueClosedError("the dict backend")
             self._arrived = anyio.Event()
             await self._arrived.wait()
         return self._items.popleft()

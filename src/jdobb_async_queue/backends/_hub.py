@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 
 import anyio
 
+from .._errors import QueueClosedError
 from .._records import UpdateRecord
 from .base import Notice
 
@@ -30,6 +31,13 @@ class Mailbox(Generic[T]):
     def __init__(self, maxlen: int) -> None:
         self._items: deque[T] = deque(maxlen=maxlen)
         self._ready: anyio.Event | None = None
+        self._closed: str | None = None
+
+    def close(self, what: str) -> None:
+        """The store ``what`` was closed: once empty, the reader gets ``QueueClosedError``."""
+        self._closed = what
+        if self._ready is not None:
+            self._ready.set()
 
     def put(self, item: T) -> None:
         """Add ``item``, dropping the oldest if full; a repeat of the last item is dropped."""
@@ -51,6 +59,8 @@ class Mailbox(Generic[T]):
     async def get(self) -> T:
         """Wait for and return the oldest item."""
         while not self._items:
+            if self._closed is not None:
+                raise QueueClosedError(self._closed)
             self._ready = anyio.Event()
             await self._ready.wait()
         return self._items.popleft()
@@ -69,8 +79,18 @@ class LocalHub:
 
     def __init__(self, buffer: int = 256) -> None:
         self._buffer = buffer
+        self._closed: str | None = None
         self._listeners: set[Mailbox[Notice]] = set()
         self._subscribers: dict[str, set[Mailbox[UpdateRecord]]] = {}
+
+    def close(self, what: str) -> None:
+        """``what`` was closed: every reader, now and later, ends with ``QueueClosedError``."""
+        self._closed = what
+        for box in self._listeners:
+            box.close(what)
+        for boxes in self._subscribers.values():
+            for update_box in boxes:
+                update_box.close(what)
 
     def notify(self, notice: Notice) -> None:
         """Deliver ``notice`` to every listening worker."""
@@ -92,6 +112,8 @@ class LocalHub:
     async def listen(self) -> AsyncIterator[AsyncIterator[Notice]]:
         """Receive notices while the context is open."""
         box: Mailbox[Notice] = Mailbox(self._buffer)
+        if self._closed is not None:
+            box.close(self._closed)
         self._listeners.add(box)
         try:
             yield box.__aiter__()
@@ -102,6 +124,8 @@ class LocalHub:
     async def subscribe(self, job_id: str) -> AsyncIterator[AsyncIterator[UpdateRecord]]:
         """Receive the updates of ``job_id`` while the context is open."""
         box: Mailbox[UpdateRecord] = Mailbox(self._buffer)
+        if self._closed is not None:
+            box.close(self._closed)
         self._subscribers.setdefault(job_id, set()).add(box)
         try:
             yield box.__aiter__()

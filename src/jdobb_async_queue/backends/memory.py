@@ -67,6 +67,7 @@ class MemoryBackend(QueueBackend):
 
     async def aclose(self) -> None:
         self._closed = True
+        self._hub.close("the memory backend")  # its subscribers and listeners end
 
     # -- bookkeeping ------------------------------------------------------------------------
 

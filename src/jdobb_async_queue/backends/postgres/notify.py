@@ -221,7 +221,7 @@ class Notifier:
             if box.items:
                 return box.items.popleft()
             if self._closed:
-                raise StopAsyncIteration
+                raise QueueClosedError("the PostgreSQL backend")
             if self._reading:
                 await self._changed.wait()
             else:

@@ -15,6 +15,7 @@ from jdobb_async_queue import (
     JobQueue,
     JobStatus,
     JobUpdate,
+    QueueClosedError,
     SerializationError,
 )
 
@@ -266,3 +267,17 @@ async def test_send_validates_its_arguments(queue: JobQueue) -> None:
         await broadcaster.send(job_id, progress=1.5)
     with pytest.raises(SerializationError):
         await broadcaster.send(job_id, data={"s": {1, 2}})
+
+
+async def test_closing_the_queue_ends_a_subscription_with_queue_closed_error(
+    queue: JobQueue,
+) -> None:
+    """A subscriber waiting on a job that will now never change learns at once that the queue
+    closed (every backend alike): it neither hangs nor ends as if the job had finished."""
+    job_id = await queue.enqueue("t")
+    async with aclosing(Broadcaster(queue).subscribe(job_id)) as updates:
+        assert (await _next(updates)).status is JobStatus.PENDING
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(queue.close)
+            with pytest.raises(QueueClosedError):
+                await _next(updates)
