@@ -37,7 +37,7 @@ from ...backends import (
 )
 from . import store
 from .notify import Notifier
-from .pool import Pool, connect
+from .pool import After, Pool, connect
 from .store import Tx
 
 __all__ = ["PostgresBackend", "enqueue_within", "schema_name"]
@@ -176,22 +176,30 @@ class PostgresBackend(QueueBackend):
         """The namespace this backend stores jobs in."""
         return self._namespace
 
-    async def _run(self, now: float, work: Callable[[Tx], T]) -> T:
+    async def _run(self, now: float, work: Callable[[Tx], T | After[T]]) -> T:
         """``work`` in one transaction; then this process hears what it changed."""
         if self._closed:
             raise QueueClosedError("the PostgreSQL backend")
         fixed = now if self.test_clock is not None else None
         watched = self._notifier.watched()
 
-        def transaction(conn: psycopg.Connection[Any]) -> tuple[Tx, T]:
+        def transaction(conn: psycopg.Connection[Any]) -> tuple[Tx, T] | After[tuple[Tx, T]]:
             tx = Tx(conn, fixed, now, self._origin, watched, channel=self.schema)  # anew per run
             result = work(tx)
             tx.announce(self.schema)
+            if isinstance(result, After):
+                late: After[T] = result
+                return After(lambda: (tx, late.read()))
             return tx, result
 
-        tx, result = await self._pool.call(transaction)
+        done: tuple[Tx, T] = await self._pool.call(transaction)
+        tx, result = done
         self._notifier.deliver(
-            tx.notices(), tx.updates, tx.deleted, changed=tx.changed, watched=watched
+            tx.notices(),
+            tx.updates,
+            tx.deleted,
+            changed=[*tx.changed, *tx.claimed],
+            watched=watched,
         )
         return result
 
@@ -267,7 +275,7 @@ class PostgresBackend(QueueBackend):
         if sweep:
             self._swept_at = now
 
-        def work(tx: Tx) -> list[JobRecord]:
+        def work(tx: Tx) -> list[JobRecord] | After[list[JobRecord]]:
             if sweep:
                 store.expire(tx)
             return store.claim(tx, job_types, limit, worker_id, lease)

@@ -333,7 +333,16 @@ class Notifier:
             if origin == self._origin:
                 return
             if kind == "u":
-                for job_id in rest.split(" "):
+                if rest == "*":  # too many to name: everyone reads again
+                    for job_id in list(self._subscribers):
+                        self._put(job_id, _FETCH)
+                    return
+                try:
+                    ids = msgspec.json.decode(rest, type=list[str])
+                except msgspec.DecodeError as exc:
+                    log.error("ignored an undecodable notice on %r: %s", self._channel, exc)
+                    return
+                for job_id in ids:
                     self._put(job_id, _FETCH)
             elif kind == "p":
                 try:

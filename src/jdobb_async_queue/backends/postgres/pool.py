@@ -17,7 +17,7 @@ import select
 import threading
 from collections.abc import Callable
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -28,7 +28,7 @@ from psycopg import errors, sql
 from ... import ConfigurationError
 from ...backends import BackendUnavailable
 
-__all__ = ["SCHEMA_VERSION", "Pool"]
+__all__ = ["SCHEMA_VERSION", "After", "Pool"]
 
 T = TypeVar("T")
 
@@ -45,6 +45,14 @@ def migrations() -> list[tuple[int, str]]:
     return [
         (v, here.joinpath(f"schema_v{v}.sql").read_text()) for v in range(1, SCHEMA_VERSION + 1)
     ]
+
+
+class After(Generic[T]):
+    """What a transaction's work returns when its result is read after the ``COMMIT`` (its
+    statements announced themselves): the pool calls ``read`` once the pipeline has synced."""
+
+    def __init__(self, read: Callable[[], T]) -> None:
+        self.read = read
 
 
 class Pool:
@@ -71,9 +79,10 @@ class Pool:
     # -- from the event loop ---------------------------------------------------------------
 
     async def call(
-        self, work: Callable[[psycopg.Connection[Any]], T], *, single: bool = False
-    ) -> T:
-        """Run ``work(conn)`` in one transaction in a worker thread; return what it returns.
+        self, work: Callable[[psycopg.Connection[Any]], Any], *, single: bool = False
+    ) -> Any:
+        """Run ``work(conn)`` in one transaction in a worker thread; return what it returns
+        (what an :class:`After` it returns reads).
 
         :param single: ``work`` runs one statement, which is a transaction by itself: no
             ``BEGIN``/``COMMIT`` around it (one round trip)
@@ -100,7 +109,7 @@ class Pool:
 
     # -- in a worker thread ------------------------------------------------------------------
 
-    def run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+    def run(self, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
         """Run ``work`` in one transaction (see the module docs for what is retried).
 
         The transaction runs in pipeline mode: statements whose results ``work`` does not read
@@ -112,7 +121,8 @@ class Pool:
             for attempt in range(RACE_RETRIES):
                 try:
                     with conn.pipeline(), conn.transaction():
-                        return work(conn)
+                        result = work(conn)
+                    return result.read() if isinstance(result, After) else result
                 except _RACES:
                     if attempt == RACE_RETRIES - 1:
                         raise
@@ -123,11 +133,12 @@ class Pool:
         finally:
             self._give_back(conn)
 
-    def run_single(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+    def run_single(self, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
         """Run ``work``, one statement, in autocommit (see :meth:`call`)."""
         conn = self._take()
         try:
-            return work(conn)
+            result = work(conn)
+            return result.read() if isinstance(result, After) else result
         except psycopg.OperationalError as exc:
             conn.close()
             raise BackendUnavailable(f"PostgreSQL at {self.where}: {exc}") from exc

@@ -125,18 +125,27 @@ _CLAIM = (
     f"fence = fence + 1, worker_id = %(worker_id)s, started_at = {NOW}, "
     f"lease_expires_at = {NOW} + %(lease)s::float8, updated_at = {NOW}, {_TOUCH}, "
     "update_seq = update_seq + 1 FROM picked "
-    f"WHERE jobs.seq = picked.seq AND {guard(Event.CLAIM)} RETURNING rank, jobs.seq, "
+    f"WHERE jobs.seq = picked.seq AND {guard(Event.CLAIM)} RETURNING jobs.rank, jobs.seq AS pos, "
     + ", ".join(f"jobs.{f}" for f in FIELDS)
 )
-#: Claim a batch of ready jobs, priority then FIFO, skipping rows other claimers hold.
+#: What a claim tells other processes' subscribers, in the same statement: ``u <origin> <ids>``
+#: (a JSON list), or ``*`` (read every job again) past a NOTIFY payload's size.
+_TOLD = (
+    "told AS (SELECT pg_notify(%(channel)s, CASE WHEN length(p) > 7900 "
+    "THEN 'u ' || %(origin)s || ' *' ELSE p END) FROM (SELECT 'u ' || %(origin)s || ' ' || "
+    "json_agg(id)::text AS p FROM claimed) AS agg WHERE p IS NOT NULL) "
+    "SELECT claimed.* FROM claimed LEFT JOIN told ON true"
+)
+#: Claim a batch of ready jobs, priority then FIFO, skipping rows other claimers hold; the
+#: statement announces the claims itself, so nothing needs reading back before the COMMIT.
 CLAIM_ANY = (
     f"WITH picked AS (SELECT seq FROM jobs WHERE lane = {READY} ORDER BY rank, seq "
-    f"LIMIT %(limit)s FOR UPDATE SKIP LOCKED) {_CLAIM}"
+    f"LIMIT %(limit)s FOR UPDATE SKIP LOCKED), claimed AS ({_CLAIM}), {_TOLD}"
 )
 CLAIM_TYPES = (
     f"WITH picked AS (SELECT seq FROM jobs WHERE lane = {READY} "
     "AND job_type = ANY(%(types)s::text[]) ORDER BY rank, seq "
-    f"LIMIT %(limit)s FOR UPDATE SKIP LOCKED) {_CLAIM}"
+    f"LIMIT %(limit)s FOR UPDATE SKIP LOCKED), claimed AS ({_CLAIM}), {_TOLD}"
 )
 
 # -- reports from workers ----------------------------------------------------------------------

@@ -39,6 +39,7 @@ from ...backends import (
     sources,
 )
 from . import queries as q
+from .pool import After
 
 __all__ = ["Tx"]
 
@@ -123,6 +124,8 @@ class Tx:
     watched: frozenset[str] = frozenset()
     #: The namespace's NOTIFY channel (statements that wake workers themselves name it).
     channel: str = ""
+    #: Jobs a claim took (announced by the claim's own statement).
+    claimed: list[str] = field(default_factory=list)
     wake: bool = False
     #: (job id, fence) of PROCESSING jobs cancelled: their workers must stop them.
     cancelled: list[tuple[str, int]] = field(default_factory=list)
@@ -184,21 +187,29 @@ class Tx:
             payloads.append("j")
         payloads += [f"c {fence} {job_id}" for job_id, fence in self.cancelled]
         ids = list(dict.fromkeys([*self.changed, *self.deleted]))
-        payloads += _chunks(f"u {self.origin}", ids)
+        payloads += _chunks(f"u {self.origin} ", ids)
         if payloads:
             yield ("run", q.NOTIFY, {"channel": channel, "payloads": payloads})
 
 
 def _chunks(prefix: str, ids: list[str]) -> list[str]:
+    """``prefix`` + a JSON list of ids, as many payloads as it takes (an id too long for one
+    alone becomes ``*``: every subscriber reads its job again)."""
     out: list[str] = []
-    line = prefix
+    batch: list[str] = []
+    size = len(prefix) + 2
     for job_id in ids:
-        if len(line) + len(job_id) + 1 > PAYLOAD_LIMIT:
-            out.append(line)
-            line = prefix
-        line += " " + job_id
-    if line != prefix:
-        out.append(line)
+        cost = len(_encode(job_id)) + 1
+        if size + cost > PAYLOAD_LIMIT and batch:
+            out.append(prefix + to_json(batch))
+            batch, size = [], len(prefix) + 2
+        if size + cost > PAYLOAD_LIMIT:
+            out.append(prefix + "*")
+            continue
+        batch.append(job_id)
+        size += cost
+    if batch:
+        out.append(prefix + to_json(batch))
     return out
 
 
@@ -369,24 +380,27 @@ def _row(tx: Tx, r: JobRecord, depends_on: list[str], pending_deps: int) -> dict
 
 def claim(
     tx: Tx, job_types: Sequence[str] | None, limit: int, worker_id: str, lease: float
-) -> list[JobRecord]:
-    """Claim up to ``limit`` ready jobs: priority, then enqueue order."""
+) -> list[JobRecord] | After[list[JobRecord]]:
+    """Claim up to ``limit`` ready jobs: priority, then enqueue order (read after the COMMIT)."""
     types = None if job_types is None else list(dict.fromkeys(job_types))
     if limit <= 0 or types == []:
         return []
     tx.run(q.PROMOTE)
     params = {"worker_id": worker_id, "lease": lease, "limit": limit}
+    params.update(channel=tx.channel, origin=tx.origin)
     if types is None:
-        rows = tx.all(q.CLAIM_ANY, **params)
+        cur = tx.run(q.CLAIM_ANY, **params)
     else:
-        rows = tx.all(q.CLAIM_TYPES, types=types, **params)
-    rows.sort(key=lambda row: (row[0], row[1]))
-    claimed = [record_of(row[2:]) for row in rows]
-    for r in claimed:
-        tx.changed.append(r.id)
-        if r.id in tx.watched:
-            tx.updates.append(record_update(r))
-    return claimed
+        cur = tx.run(q.CLAIM_TYPES, types=types, **params)
+
+    def claimed() -> list[JobRecord]:  # read after the COMMIT: one round trip in all
+        rows = sorted(cur.fetchall(), key=lambda row: (row[0], row[1]))
+        records = [record_of(row[2:]) for row in rows]
+        tx.updates += [record_update(r) for r in records if r.id in tx.watched]
+        tx.claimed = [r.id for r in records]
+        return records
+
+    return After(claimed)
 
 
 # -- reports from workers ----------------------------------------------------------------------
