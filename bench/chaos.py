@@ -2,6 +2,7 @@
 
     python bench/chaos.py                          # 10^4 jobs, SQLite file then Redis
     python bench/chaos.py --jobs 2000 --backends redis --url redis://127.0.0.1:6379/0
+    python bench/chaos.py --backends postgres      # PG_URL, else the local server on :5432
 
 The jobs are enqueued first; then ``--workers`` worker processes (alternately asyncio and trio)
 run them while, every ``--kill-every`` seconds, one of them (in turn) is sent SIGKILL and a new
@@ -15,13 +16,14 @@ What is counted, and from where:
   when it returns; the token is also the job's result.
 - **completions**: the store's own transitions to COMPLETE. On SQLite, a trigger this script
   adds to the file records each UPDATE that makes a job COMPLETE (or rewrites a COMPLETE job's
-  results). On Redis, a subscriber on every job's update channel counts the ``complete``
-  updates the backend publishes.
+  results). On PostgreSQL, the same trigger on the namespace's ``jobs`` table writes into a side
+  table in the namespace's schema (dropped with it at the end). On Redis, a subscriber on every
+  job's update channel counts the ``complete`` updates the backend publishes.
 
 Printed per backend: **lost** (not COMPLETE at the end), **run twice** (handler started more
 than once: expected after kills, delivery is at least once), **completed twice** (the store
 completed it more than once), and a sanity check that each stored result is the token of one of
-the job's logged runs. Issue 12 asks for 0 lost and 0 completed twice.
+the job's logged runs. Issues 12 and 15 ask for 0 lost and 0 completed twice.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import anyio
 from jdobb_async_queue import JobContext, JobQueue, JobStatus, Worker
 
 JOB_TYPE = "chaos"
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 # -- the worker process ------------------------------------------------------------------------
@@ -101,6 +104,64 @@ def sqlite_observer(path: Path) -> None:
 def sqlite_completions(path: Path) -> Counter[str]:
     with sqlite3.connect(path) as db:
         return Counter(row[0] for row in db.execute("SELECT id FROM chaos_completions"))
+
+
+_PG_OBSERVER = """
+CREATE TABLE {schema}.chaos_completions (id text NOT NULL, results text);
+CREATE FUNCTION {schema}.chaos_completed() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+    INSERT INTO {schema}.chaos_completions (id, results) VALUES (NEW.id, NEW.results);
+    RETURN NULL;
+END
+$body$;
+CREATE TRIGGER chaos_completed AFTER UPDATE ON {schema}.jobs FOR EACH ROW
+WHEN (NEW.status = 'complete'
+      AND (OLD.status <> 'complete' OR NEW.results IS DISTINCT FROM OLD.results))
+EXECUTE FUNCTION {schema}.chaos_completed();
+"""
+
+
+def _pg_schema(url: str, namespace: str) -> str:
+    """The namespace's schema name, quoted for SQL."""
+    import psycopg
+    from psycopg import sql
+
+    from jdobb_async_queue.backends.postgres import schema_name
+
+    with psycopg.connect(url) as conn:
+        return sql.Identifier(schema_name(namespace)).as_string(conn)
+
+
+def pg_observer(url: str, namespace: str) -> None:
+    """Record, in the namespace's own schema, every UPDATE that completes a job (the schema
+    exists: the jobs were enqueued)."""
+    import psycopg
+
+    script = _PG_OBSERVER.format(schema=_pg_schema(url, namespace))
+    with psycopg.connect(url) as conn:  # one transaction
+        conn.execute(script.encode())
+
+
+def pg_completions(url: str, namespace: str) -> Counter[str]:
+    import psycopg
+
+    schema = _pg_schema(url, namespace)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            f"SELECT id, count(*) FROM {schema}.chaos_completions GROUP BY id".encode()
+        ).fetchall()
+    return Counter({job_id: n for job_id, n in rows})
+
+
+def pg_answers(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
 
 
 class RedisObserver:
@@ -251,6 +312,8 @@ def chaos(backend: str, url: str, args: argparse.Namespace, logs: Path) -> None:
     observer: RedisObserver | None = None
     if backend == "sqlite":
         sqlite_observer(Path(urlparse(url).path))
+    elif backend == "postgres":
+        pg_observer(url, namespace)
     else:
         observer = RedisObserver(url, namespace, ids)
 
@@ -315,10 +378,12 @@ def chaos(backend: str, url: str, args: argparse.Namespace, logs: Path) -> None:
         time.sleep(0.5)  # let the last published updates arrive before counting them
         observer.close()
         completions = observer.completes
+    elif backend == "postgres":
+        completions = pg_completions(url, namespace)
     else:
         completions = sqlite_completions(Path(urlparse(url).path))
-    if backend == "redis":
-        anyio.run(drop, url, namespace)
+    if backend in ("redis", "postgres"):
+        anyio.run(drop, url, namespace)  # on PostgreSQL the side table and trigger go with it
 
     lost = [j for j in ids if state[j][0] != JobStatus.COMPLETE.value]
     never_ran = [j for j in ids if runs[j] == 0]
@@ -366,6 +431,7 @@ def main() -> None:
     parser.add_argument("--work", type=float, default=0.1, help="seconds each handler sleeps")
     parser.add_argument("--deadline", type=float, default=300.0)
     parser.add_argument("--url", help="Redis URL (default: REDIS_URL, else a private server)")
+    parser.add_argument("--pg-url", help=f"PostgreSQL URL (default: PG_URL, else {DEFAULT_PG_URL})")
     # the worker process
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--namespace", help=argparse.SUPPRESS)
@@ -389,8 +455,12 @@ def main() -> None:
                 if not url or not answers(url):
                     private = PrivateRedis()
                     url = private.url
+            elif backend == "postgres":
+                url = args.pg_url or os.environ.get("PG_URL") or DEFAULT_PG_URL
+                if not pg_answers(url):
+                    raise SystemExit("postgres: no server answers at --pg-url / PG_URL")
             else:
-                raise SystemExit(f"unknown backend {backend!r}: sqlite or redis")
+                raise SystemExit(f"unknown backend {backend!r}: sqlite, redis or postgres")
             chaos(backend, url, args, logs)
     finally:
         if private is not None:

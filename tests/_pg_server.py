@@ -98,5 +98,10 @@ class PostgresServer:
         self.start()
 
     def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        try:
+            try:
+                self.stop()
+            except subprocess.CalledProcessError:
+                self.stop("immediate")  # never leave a server running on a deleted directory
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)

@@ -14,6 +14,7 @@ The SQLite and Redis modules are imported only when asked for.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from .._errors import BackendUnavailable as BackendUnavailable
@@ -69,6 +70,7 @@ __all__ = [
     "lost_error",
     "open_backend",
     "record_update",
+    "redact_url",
     "sources",
     "transition",
 ]
@@ -80,6 +82,16 @@ BACKEND_NAMES: dict[str, tuple[str, ...]] = {
     "redis": ("redis", "rediss", "unix"),
     "postgres": ("postgresql", "postgres"),
 }
+
+
+#: ``user:password@`` in a URL (with or without its scheme): the password goes.
+_PASSWORD = re.compile(r"([^/@:\s'\"]*:)[^@\s/'\"]*@")
+
+
+def redact_url(text: str) -> str:
+    """``text`` (a URL, or a message quoting one) with every URL's password replaced by
+    ``***``: what a backend may put in a message, a log line or a repr."""
+    return _PASSWORD.sub(r"\1***@", text)
 
 
 def open_backend(backend: QueueBackend | str, url: str | None, namespace: str) -> QueueBackend:
@@ -117,23 +129,31 @@ def _names() -> str:
     return ", ".join(repr(n) for n in BACKEND_NAMES) + " or a QueueBackend instance"
 
 
+def _scheme(url: str) -> str:
+    try:
+        return urlsplit(url).scheme
+    except ValueError as exc:  # an unbalanced [ in the host, ...
+        raise ConfigurationError(f"malformed URL {redact_url(url)!r}: {exc}") from None
+
+
 def _scheme_backend(url: str) -> str:
-    scheme = urlsplit(url).scheme
+    scheme = _scheme(url)
     for name, schemes in BACKEND_NAMES.items():
         if scheme in schemes:
             return name
     raise ConfigurationError(
-        f"cannot tell the backend from URL {url!r}: use sqlite:///path.db, redis://host:port, "
-        "postgresql://host/dbname or memory://"
+        f"cannot tell the backend from URL {redact_url(url)!r}: use sqlite:///path.db, "
+        "redis://host:port, postgresql://host/dbname or memory://"
     )
 
 
 def _check_url(backend: str, url: str) -> None:
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(
-            f"malformed URL {url!r} for the {backend!r} backend: {_forms(backend)}"
+            f"malformed URL {redact_url(str(url))!r} for the {backend!r} backend: "
+            f"{_forms(backend)}"
         )
-    scheme = urlsplit(url).scheme
+    scheme = _scheme(url)
     if scheme not in BACKEND_NAMES[backend]:
         raise ConfigurationError(
             f"URL scheme {scheme!r} does not fit the {backend!r} backend: {_forms(backend)}"

@@ -34,6 +34,7 @@ from ...backends import (
     UpdateRecord,
     WorkerRecord,
     record_update,
+    redact_url,
 )
 from . import store
 from .notify import Notifier
@@ -137,16 +138,7 @@ class PostgresBackend(QueueBackend):
         connect_timeout: float = 5.0,
         retry_for: float = 10.0,
     ) -> None:
-        if urlsplit(url).scheme not in ("postgresql", "postgres"):
-            raise ConfigurationError(
-                f"not a PostgreSQL URL: {_redacted(url)!r} "
-                "(use postgresql://user:password@host:port/dbname)"
-            )
-        try:
-            psycopg.conninfo.conninfo_to_dict(url)
-        except psycopg.ProgrammingError as exc:
-            problem = f"malformed PostgreSQL URL {_redacted(url)!r}: {exc}"
-            raise ConfigurationError(problem) from None
+        _check_url(url)
         if pool_size < 1:
             raise ConfigurationError(f"pool_size must be at least 1, not {pool_size}")
         self._url = url
@@ -409,10 +401,32 @@ class PostgresBackend(QueueBackend):
             await self._pool.aclose()
 
 
-def _redacted(url: str) -> str:
-    """``url`` without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+def _check_url(url: str) -> None:
+    """A PostgreSQL URL libpq can read, with numeric ports.
+
+    :raises ConfigurationError: otherwise (its message never shows the password)
+    """
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError as exc:
+        raise ConfigurationError(f"malformed PostgreSQL URL {_redacted(url)!r}: {exc}") from None
+    if scheme not in ("postgresql", "postgres"):
+        raise ConfigurationError(
+            f"not a PostgreSQL URL: {_redacted(url)!r} "
+            "(use postgresql://user:password@host:port/dbname)"
+        )
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        problem = f"malformed PostgreSQL URL {_redacted(url)!r}: {_redacted(str(exc))}"
+        raise ConfigurationError(problem) from None
+    for port in str(info.get("port", "")).split(","):
+        if port and not port.isdigit():
+            raise ConfigurationError(
+                f"malformed PostgreSQL URL {_redacted(url)!r}: port {port!r} is not a number"
+            )
+
+
+def _redacted(text: str) -> str:
+    """``text`` without any URL's password."""
+    return redact_url(text)
