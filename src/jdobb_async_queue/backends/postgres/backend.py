@@ -229,28 +229,45 @@ class PostgresBackend(QueueBackend):
                 "enqueue_within needs the connection inside a transaction "
                 "(with conn.transaction(): ...); it is not in one"
             )
-        await self._pool.call(lambda _: None)  # the schema exists (created on first use)
+        if not self._pool.ready:
+            await self._pool.call(lambda _: None)  # the schema exists (created on first use)
         fixed = now if self.test_clock is not None else None
-        tx = Tx(None, fixed, now, self._origin)
+        # Our schema first; pg_temp last, so a temporary table of the user's named like one of
+        # ours is never written to.
         ours = sql.Identifier(self.schema).as_string(None)
+        tries = 2  # a race with another open transaction (same id or unique key) is run again
         if isinstance(conn, psycopg.AsyncConnection):
-            async with conn.transaction():  # a savepoint: a failure undoes only this part
-                (path,) = await (await conn.execute(_PATH)).fetchone() or ("",)
-                await conn.execute(_SET_PATH, (f"{ours}, {path}",))
-                ids = await store.drive_async(conn, store.enqueue_steps(tx, records))
-                await store.drive_async(conn, tx.announce_steps(self.schema))
-                await conn.execute(_SET_PATH, (path,))
-            return ids
+            for attempt in range(tries):
+                tx = Tx(None, fixed, now, self._origin)
+                try:
+                    async with conn.transaction():  # a savepoint: a failure undoes only this
+                        (path,) = await (await conn.execute(_PATH)).fetchone() or ("",)
+                        await conn.execute(_SET_PATH, (f"{ours}, {path}, pg_temp",))
+                        ids = await store.drive_async(conn, store.enqueue_steps(tx, records))
+                        await store.drive_async(conn, tx.announce_steps(self.schema))
+                        await conn.execute(_SET_PATH, (path,))
+                    return ids
+                except psycopg.errors.UniqueViolation:
+                    if attempt == tries - 1:
+                        raise
+            raise AssertionError("unreachable")  # pragma: no cover
 
         def work() -> list[str]:
             assert isinstance(conn, psycopg.Connection)
-            with conn.transaction():
-                (path,) = conn.execute(_PATH).fetchone() or ("",)
-                conn.execute(_SET_PATH, (f"{ours}, {path}",))
-                ids = store.drive(conn, store.enqueue_steps(tx, records))
-                store.drive(conn, tx.announce_steps(self.schema))
-                conn.execute(_SET_PATH, (path,))
-            return ids
+            for attempt in range(tries):
+                tx = Tx(None, fixed, now, self._origin)
+                try:
+                    with conn.transaction():
+                        (path,) = conn.execute(_PATH).fetchone() or ("",)
+                        conn.execute(_SET_PATH, (f"{ours}, {path}, pg_temp",))
+                        ids = store.drive(conn, store.enqueue_steps(tx, records))
+                        store.drive(conn, tx.announce_steps(self.schema))
+                        conn.execute(_SET_PATH, (path,))
+                    return ids
+                except psycopg.errors.UniqueViolation:
+                    if attempt == tries - 1:
+                        raise
+            raise AssertionError("unreachable")  # pragma: no cover
 
         return await anyio.to_thread.run_sync(work)
 

@@ -62,7 +62,14 @@ class Mailbox(Generic[T]):
         self.items: deque[T] = deque(maxlen=MAILBOX_SIZE)
 
     def put(self, item: T) -> None:
+        # A "jobs" wake-up already waiting says it all: a burst of them (one per enqueue)
+        # must never push a cancellation out of the bounded queue.
+        if item == _WAKE and _WAKE in self.items:
+            return
         self.items.append(item)
+
+
+_WAKE = Notice("jobs")
 
 
 class _Fetch:
@@ -119,6 +126,7 @@ class Notifier:
         self._lock = anyio.Lock()
         self._outage_since: float | None = None
         self._failures = 0
+        self._missed = False
         self._closed = False
 
     def watched(self) -> frozenset[str]:
@@ -273,6 +281,7 @@ class Notifier:
     def _lost(self, conn: psycopg.Connection[Any]) -> None:
         if self._conn is conn:
             self._conn = None
+            self._missed = True  # what was sent meanwhile is gone: resync on reconnect
         conn.close()
 
     async def _connected(self, patient: bool) -> psycopg.Connection[Any] | None:
@@ -296,8 +305,12 @@ class Notifier:
                 delay = min(0.05 * 2 ** min(self._failures, 8), BACKOFF_MAX)
                 await anyio.sleep(delay * (0.5 + random.random() / 2))
                 return None
-            reconnected = self._outage_since is not None or self._failures > 0
+            if self._closed:  # closed while it was being opened
+                await anyio.to_thread.run_sync(conn.close)
+                raise QueueClosedError("the PostgreSQL backend")
+            reconnected = self._missed or self._outage_since is not None or self._failures > 0
             self._conn, self._outage_since, self._failures = conn, None, 0
+            self._missed = False
             if reconnected:
                 self._resync()
             return conn
@@ -320,6 +333,12 @@ class Notifier:
                 item_box.put(_FETCH)
 
     def _dispatch(self, payload: str) -> None:
+        try:
+            self._dispatch_one(payload)
+        except ValueError as exc:  # anyone may NOTIFY the channel: a stray payload is ignored
+            log.error("ignored a malformed notice on %r: %s", self._channel, exc)
+
+    def _dispatch_one(self, payload: str) -> None:
         kind, _, rest = payload.partition(" ")
         if kind == "j":
             for box in self._listeners:

@@ -170,6 +170,11 @@ class Pool:
         conn.close()
 
     @property
+    def ready(self) -> bool:
+        """Whether the schema is known to exist (a connection has checked it)."""
+        return self._ready
+
+    @property
     def where(self) -> str:
         """``host:port/dbname``, for messages (never the password)."""
         info = psycopg.conninfo.conninfo_to_dict(self.url)
@@ -202,15 +207,34 @@ def _alive(conn: psycopg.Connection[Any]) -> bool:
     return not conn.broken
 
 
+#: TCP keepalives and a send timeout, so a peer that vanished without closing its sockets (a
+#: partition, a host that died) is noticed in about half a minute rather than the kernel's
+#: quarter of an hour; a URL that sets any of these keeps its own.
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+
+
+def connection_options(url: str, timeout: float) -> dict[str, Any]:
+    """What every connection of the backend adds to its URL."""
+    given = psycopg.conninfo.conninfo_to_dict(url)
+    options: dict[str, Any] = {k: v for k, v in KEEPALIVES.items() if k not in given}
+    if "connect_timeout" not in given:
+        options["connect_timeout"] = max(1, round(timeout))
+    return options
+
+
 def connect(url: str, timeout: float, where: str) -> psycopg.Connection[Any]:
     """A new autocommit connection.
 
     :raises BackendUnavailable: when the server cannot be reached
     """
     try:
-        return psycopg.Connection.connect(
-            url, autocommit=True, connect_timeout=max(1, round(timeout))
-        )
+        return psycopg.Connection.connect(url, autocommit=True, **connection_options(url, timeout))
     except psycopg.OperationalError as exc:
         raise BackendUnavailable(f"PostgreSQL at {where}: {exc}") from exc
 

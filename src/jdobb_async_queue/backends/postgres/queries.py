@@ -131,7 +131,7 @@ _CLAIM = (
 #: What a claim tells other processes' subscribers, in the same statement: ``u <origin> <ids>``
 #: (a JSON list), or ``*`` (read every job again) past a NOTIFY payload's size.
 _TOLD = (
-    "told AS (SELECT pg_notify(%(channel)s, CASE WHEN length(p) > 7900 "
+    "told AS (SELECT pg_notify(%(channel)s, CASE WHEN octet_length(p) > 7900 "
     "THEN 'u ' || %(origin)s || ' *' ELSE p END) FROM (SELECT 'u ' || %(origin)s || ' ' || "
     "json_agg(id)::text AS p FROM claimed) AS agg WHERE p IS NOT NULL) "
     "SELECT claimed.* FROM claimed LEFT JOIN told ON true"
@@ -271,7 +271,7 @@ NEXT_DUE_TYPES = (
 )
 #: PENDING jobs lane by lane, each in the order it is claimed (or falls due).
 _LANE_ORDER = {READY: "rank, seq", SCHEDULED: "execute_at, rank, seq", WAITING: "rank, seq"}
-_STATUSES = ("pending", "processing", "complete", "failed", "cancelled")
+STATUSES = ("pending", "processing", "complete", "failed", "cancelled")
 
 
 def list_pending(typed: bool) -> str:
@@ -292,7 +292,7 @@ def list_pending(typed: bool) -> str:
 def list_recent(status: str | None, typed: bool) -> str:
     """Jobs of one status (None: any), most recently updated first."""
     extra = " AND job_type = %(job_type)s" if typed else ""
-    statuses = _STATUSES if status is None else (status,)
+    statuses = STATUSES if status is None else (status,)
     parts = [
         f"(SELECT seq, touched FROM jobs WHERE status = '{s}' AND {_ALIVE}{extra} "
         "ORDER BY touched DESC LIMIT %(upto)s)"

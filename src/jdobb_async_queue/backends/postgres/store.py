@@ -185,7 +185,9 @@ class Tx:
         payloads = list(self.payloads)
         if self.wake:
             payloads.append("j")
-        payloads += [f"c {fence} {job_id}" for job_id, fence in self.cancelled]
+        # (A cancel of an id too long for a payload reaches its worker at its next renewal.)
+        cancels = [f"c {fence} {job_id}" for job_id, fence in self.cancelled]
+        payloads += [c for c in cancels if len(c.encode()) <= PAYLOAD_LIMIT]
         ids = list(dict.fromkeys([*self.changed, *self.deleted]))
         payloads += _chunks(f"u {self.origin} ", ids)
         if payloads:
@@ -576,6 +578,8 @@ def list_jobs(
     tx: Tx, status: str | None, job_type: str | None, limit: int, offset: int
 ) -> list[JobRecord]:
     limit, offset = min(limit, _NO_LIMIT), min(offset, _NO_LIMIT)
+    if status is not None and status not in q.STATUSES:
+        return []  # no job has a status this code does not know
     housekeep(tx)
     typed = job_type is not None
     sql = q.list_pending(typed) if status == "pending" else q.list_recent(status, typed)
