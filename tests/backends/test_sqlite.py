@@ -293,6 +293,20 @@ async def test_calls_after_close_raise(db: Path) -> None:
         await queue.get("x")
 
 
+async def test_closing_ends_the_database_thread(db: Path) -> None:
+    def ours() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.endswith(f"sqlite {db}")]
+
+    queue = JobQueue(backend="sqlite", url=url_of(db))
+    assert ours() == []  # started by the first call
+    await queue.enqueue("t")
+    (thread,) = ours()
+    assert thread.daemon  # a queue never closed cannot keep the interpreter alive
+    await queue.close()
+    assert not thread.is_alive()
+    assert ours() == []
+
+
 class Gate:
     """Holds the next transaction in its worker thread until opened, so a test can line up
     requests behind a batch in flight."""

@@ -9,8 +9,11 @@
 - :mod:`.registry` -- the worker registry
 - :mod:`.store` -- URL settings, the connection, migrations, batched transactions, and the
   translation of sqlite3 errors into the library's own
+- :mod:`.thread` -- the backend's database thread, which runs the store
+- :mod:`.doorbell` -- wake-ups across processes: a Unix datagram socket per waiting backend
 
-Nothing but :mod:`.backend` touches the event loop: it runs the rest in a worker thread.
+Nothing but :mod:`.backend`, :mod:`.thread` and :mod:`.doorbell` touches the event loop: the
+rest runs in the database thread.
 """
 
 from __future__ import annotations

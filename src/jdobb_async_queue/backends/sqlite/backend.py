@@ -1,31 +1,32 @@
 """The SQLite backend: durable jobs in one file, shared by every process that opens it.
 
 ``JobQueue(backend="sqlite", url="sqlite:///jobs.db")``. The stdlib ``sqlite3`` driver runs in
-anyio worker threads, so the backend works the same under asyncio and trio and never blocks
-the event loop. The SQL layer lives beside this module, in its package
+the backend's own database thread, so the backend works the same under asyncio and trio and
+never blocks the event loop. The SQL layer lives beside this module, in its package
 (:mod:`jdobb_async_queue.backends.sqlite`); this module is its async face:
 
 - **group commit** -- every call appends a request to a pending list. If no batch is running,
-  the caller becomes the *leader*: it takes everything pending to a worker thread and runs it as
-  one transaction (one commit for many enqueues, completions, progress updates and claims),
-  then hands each request its result or its own error. Calls that arrive meanwhile wait, and
-  the first of them leads the next batch. A lone call goes out at once; no background task is
-  needed, so a queue used without a Worker or ``async with`` works the same.
+  the caller becomes the *leader*: it takes everything pending to the database thread
+  (:mod:`.thread`, the backend's own) and runs it as one transaction (one commit for many
+  enqueues, completions, progress updates and claims), then hands each request its result or
+  its own error. Calls that arrive meanwhile wait, and the first of them leads the next batch.
+  A lone call goes out at once; no background task is needed, so a queue used without a
+  Worker or ``async with`` works the same.
 - **notifications** -- in this process, notices and job updates go straight to the listening
   workers and subscribers once their transaction has committed. Other processes' commits are
-  seen through ``PRAGMA data_version`` (checked by every batch, and polled every
-  ``poll_interval`` while someone listens or subscribes): they wake idle workers, re-read the
-  subscribed jobs and the jobs running here, and so deliver remote updates and cancellations.
-  Custom updates (``Broadcaster.send``) travel through a small table, kept a minute. The polling
-  happens inside the streams' ``__anext__`` (no task outlives a call), one look per interval
-  for the whole backend.
+  seen through ``PRAGMA data_version`` (checked by every batch): they wake idle workers, re-read
+  the subscribed jobs and the jobs running here, and so deliver remote updates and
+  cancellations. While someone listens or subscribes, the backend looks when its doorbell
+  rings (:mod:`.doorbell`: other processes ring it after each commit) and at the latest every
+  ``poll_interval``. Custom updates (``Broadcaster.send``) travel through a small table, kept a
+  minute. The waiting happens inside the streams' ``__anext__`` (no task outlives a call).
 - **ordered updates** -- every stored change of a job bumps its ``update_seq`` in the same
   transaction. A subscriber gets each state once: states are de-duplicated by ``update_seq``
   (never by timestamps), whether this process made the change or read it back after another
   process's commit. A watched job that is deleted (purged, expired; here or by another process)
   yields one ``gone`` update, and its stream ends.
-- **event loops** -- nothing outlives a call but the connection (used from worker threads) and
-  the thread limiter, made anew for each event loop: a queue works from successive loops
+- **event loops** -- nothing outlives a call but the connection, the database thread and the
+  doorbell, none of them tied to an event loop: a queue works from successive loops
   (``anyio.run`` under asyncio, then trio, ...). State a finished loop left behind (a batch it
   never handed over, its listeners and subscribers) is dropped when the next loop calls.
 - **closing** -- after :meth:`SQLiteBackend.aclose` every call, and every open listener or
@@ -63,7 +64,9 @@ from ..._records import (
 from .._hub import Mailbox
 from ..base import Notice, QueueBackend
 from . import reads, registry, writes
+from .doorbell import Doorbell, wake_directory
 from .store import BatchReport, Op, SchemaVersionError, Served, Settings, Store
+from .thread import DatabaseThread
 from .tx import CorruptRow, Tx, update_of
 
 __all__ = ["SQLiteBackend", "SchemaVersionError"]
@@ -80,6 +83,13 @@ class _Closed:
 
 
 _CLOSED = _Closed()
+
+
+class _Nothing:
+    """What :meth:`SQLiteBackend._wait` returns when its wait ended without an item."""
+
+
+_NOTHING = _Nothing()
 
 
 class _Request:
@@ -108,10 +118,11 @@ class SQLiteBackend(QueueBackend):
     :param url: ``sqlite:///relative.db``, ``sqlite:////absolute/path.db`` or
         ``sqlite:///:memory:``, with optional query options ``busy_timeout`` (ms, default
         5000), ``synchronous`` (``normal``, ``full`` or ``extra``; default ``normal``) and
-        ``poll_interval`` (seconds between looks for other processes' commits; default 0.1)
+        ``poll_interval`` (seconds between looks for other processes' commits where no
+        doorbell rings; default 0.1)
     :raises ConfigurationError: for a malformed URL or an unknown option
 
-    The file is opened by the first call, in a worker thread; that call raises
+    The file is opened by the first call, in the database thread; that call raises
     :class:`~jdobb_async_queue.BackendUnavailable` if the file cannot be opened or stays locked
     beyond ``busy_timeout``, :class:`~jdobb_async_queue.ConfigurationError` if it is not a
     SQLite database (or not a queue), and :class:`SchemaVersionError` if a newer version of this
@@ -128,7 +139,8 @@ class SQLiteBackend(QueueBackend):
         self._leading = False
         self._closed = False
         self._idle: anyio.Event | None = None
-        self._limiter: tuple[object, anyio.CapacityLimiter] | None = None
+        # Our own thread, so threads the application starts never hold up a batch.
+        self._thread = DatabaseThread(f"jdobb-async-queue sqlite {self.settings.path}")
         self._last_batch = -float("inf")
         self._listeners: set[Mailbox[Notice | _Closed]] = set()
         self._subscribers: dict[str, set[Mailbox[UpdateRecord | _Closed]]] = {}
@@ -136,6 +148,10 @@ class SQLiteBackend(QueueBackend):
         self._running: dict[str, int] = {}  # claimed here while a worker listens -> fence
         self._corrupt: set[str] = set()  # watched jobs read back corrupt: to set aside
         self._token: object = None  # the event loop that called last
+        # Rung by other processes after their commits (see .doorbell); None: poll only.
+        self._doorbell: Doorbell | None = None
+        self._doorbell_tried = False
+        self._rings_seen = 0  # the doorbell's rings when the last batch began
 
     # -- group commit ----------------------------------------------------------------------------
 
@@ -203,13 +219,13 @@ class SQLiteBackend(QueueBackend):
 
     async def _execute(self, batch: list[_Request]) -> None:
         self._last_batch = anyio.current_time()
+        if self._doorbell is not None:  # every batch looks for others' commits
+            self._rings_seen = self._doorbell.rings
         requests = [(r.op, r.writes) for r in batch]
         watched = frozenset(self._subscribers)
         watch_ids = [*self._subscribers, *self._running] if self._cross_process else []
         try:
-            report = await anyio.to_thread.run_sync(
-                self._store.run, requests, watched, watch_ids, limiter=self._thread_limiter()
-            )
+            report = await self._thread.run(partial(self._store.run, requests, watched, watch_ids))
         except Exception as exc:  # the batch as a whole failed: nothing was committed
             for request in batch:
                 request.served = Served(None, error=exc)
@@ -235,19 +251,12 @@ class SQLiteBackend(QueueBackend):
         self._pending = []
         self._leading = False
         self._idle = None
-        self._limiter = None
         self._listeners.clear()
         self._subscribers.clear()
         self._seen.clear()
         self._running.clear()
-
-    def _thread_limiter(self) -> anyio.CapacityLimiter:
-        # Our own, so threads the application starts never hold up a batch; one per event loop,
-        # because a limiter belongs to the loop that made it (a queue may outlive one).
-        token = anyio.lowlevel.current_token()
-        if self._limiter is None or self._limiter[0] != token:
-            self._limiter = (token, anyio.CapacityLimiter(1))
-        return self._limiter[1]
+        if self._doorbell is not None:
+            self._doorbell.reset()
 
     # -- notifications ---------------------------------------------------------------------------
 
@@ -329,8 +338,9 @@ class SQLiteBackend(QueueBackend):
             box.put(update)
 
     async def _next(self, box: Mailbox[T | _Closed]) -> T:
-        """The next item of a listener's or subscriber's mailbox, polling for other processes'
-        commits meanwhile (a poll is a batch, and every batch looks).
+        """The next item of a listener's or subscriber's mailbox, looking for other processes'
+        commits meanwhile (a look is a batch, and every batch looks): at once when the doorbell
+        rings, else every ``poll_interval``.
 
         :raises QueueClosedError: once the backend is closed
         """
@@ -342,14 +352,66 @@ class SQLiteBackend(QueueBackend):
             if not self._cross_process:
                 return _open(await box.get(), self)
             wait = self._last_batch + self.settings.poll_interval - anyio.current_time()
-            if wait > 0:
-                with anyio.move_on_after(wait):
-                    return _open(await box.get(), self)
+            if wait > 0 and not self._rung():
+                item = await self._wait(box, wait)
+                if not isinstance(item, _Nothing):
+                    return _open(item, self)
+                if not self._rung():
+                    continue  # the interval is over: look
+            if self._rung() and not self._subscribers and not self._running:
+                # Only idle workers wait here: wake them, and their claim looks (every batch
+                # does), one batch sooner than a look of its own followed by that claim.
+                self._rings_seen = self._doorbell.rings if self._doorbell else 0
+                self._notify(Notice("jobs"))
                 continue
             try:
                 await self._call(_probe, writes=False)
             except BackendUnavailable:
                 self._last_batch = anyio.current_time()  # locked: try again later
+
+    def _rung(self) -> bool:
+        """Whether the doorbell rang since the last batch began."""
+        return self._doorbell is not None and self._doorbell.rings > self._rings_seen
+
+    async def _wait(self, box: Mailbox[T], timeout: float) -> T | _Nothing:
+        """The next item of ``box``, or ``_NOTHING`` once ``timeout`` has passed or the
+        doorbell has rung, whichever comes first."""
+        doorbell = self._doorbell
+        with anyio.move_on_after(timeout):
+            if doorbell is None:
+                return await box.get()
+            got: list[T] = []
+            async with anyio.create_task_group() as tg:
+
+                async def ring() -> None:
+                    await doorbell.wait(self._rings_seen)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(ring)
+                got.append(await box.get())
+                tg.cancel_scope.cancel()
+            if got:
+                return got[0]
+        return _NOTHING
+
+    async def _open_doorbell(self) -> None:
+        """Bind this backend's doorbell, once. The next wait looks first: a commit made before
+        it was bound rang no one."""
+        if self._doorbell_tried or self.settings.in_memory:
+            return
+        self._doorbell_tried = True
+        directory = wake_directory(self.settings.path)
+        doorbell = await anyio.to_thread.run_sync(Doorbell.open, directory)
+        if doorbell is None:
+            return
+        if self._closed:  # closed meanwhile: nothing will ever close it
+            doorbell.close()
+            await anyio.to_thread.run_sync(doorbell.remove)
+            return
+        self._doorbell = doorbell
+        if self._store.ringer is not None:
+            self._store.ringer.own = doorbell.name
+        self._last_batch = -float("inf")
 
     async def _set_aside(self) -> None:
         """Set aside the watched jobs another process left corrupt (so their subscribers get a
@@ -370,6 +432,7 @@ class SQLiteBackend(QueueBackend):
         if self._closed:
             raise self._closed_error()
         self._check_loop()
+        await self._open_doorbell()
         box: Mailbox[Notice | _Closed] = Mailbox(_BUFFER)
         self._listeners.add(box)
         try:
@@ -385,6 +448,7 @@ class SQLiteBackend(QueueBackend):
     @asynccontextmanager
     async def _subscribe(self, job_id: str) -> AsyncIterator[AsyncIterator[UpdateRecord]]:
         if not self.settings.in_memory:
+            await self._open_doorbell()
             # Catch up with other processes first, so custom updates they sent before this
             # subscription are not delivered as if they were new.
             await self._call(_probe, writes=False)
@@ -549,7 +613,17 @@ class SQLiteBackend(QueueBackend):
             while self._leading:
                 self._idle = anyio.Event()
                 await self._idle.wait()
-            await anyio.to_thread.run_sync(self._store.close)
+            try:
+                await self._thread.run(self._store.close)
+            finally:
+                await self._thread.stop()
+                await self._close_doorbell()
+
+    async def _close_doorbell(self) -> None:
+        doorbell, self._doorbell = self._doorbell, None
+        if doorbell is not None:
+            doorbell.close()
+            await anyio.to_thread.run_sync(doorbell.remove)
 
 
 def _open(item: T | _Closed, backend: SQLiteBackend) -> T:

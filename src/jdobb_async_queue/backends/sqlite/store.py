@@ -1,10 +1,11 @@
 """The SQLite store: settings from the URL, one connection, the schema, batched transactions.
 
-Everything here is synchronous and runs in a worker thread (the backend calls it through
-``anyio.to_thread``), one batch at a time. A batch is one transaction: ``BEGIN IMMEDIATE`` when
-any request in it writes (taking the write lock up front, so a transaction never has to upgrade
-and fail with ``SQLITE_BUSY`` half-way), a plain ``BEGIN`` for reads only. Each writing request
-runs inside its own SAVEPOINT: one that raises is rolled back alone and gets its own error.
+Everything here is synchronous and runs in the backend's database thread (:mod:`.thread`), one
+batch at a time. A batch is one transaction: ``BEGIN IMMEDIATE`` when any request in it writes
+(taking the write lock up front, so a transaction never has to upgrade and fail with
+``SQLITE_BUSY`` half-way), a plain ``BEGIN`` for reads only. When several requests
+write, each runs inside its own SAVEPOINT: one that raises is rolled back alone and gets its own
+error. A lone writing request needs none: if it raises, the transaction is rolled back.
 
 sqlite3 exceptions are translated here, at the boundary: callers see
 :class:`~jdobb_async_queue.BackendUnavailable` or :class:`~jdobb_async_queue.ConfigurationError`.
@@ -26,6 +27,7 @@ from ..._errors import BackendUnavailable, ConfigurationError, JobQueueError, Sc
 from ..._records import UpdateRecord
 from . import queries as q
 from . import reads
+from .doorbell import Ringer, wake_directory
 from .tx import Batch, Tx
 
 __all__ = [
@@ -59,7 +61,7 @@ class Settings:
     :ivar busy_timeout: milliseconds to wait for another connection's write lock
     :ivar synchronous: ``PRAGMA synchronous`` (``normal``, ``full`` or ``extra``)
     :ivar poll_interval: seconds between looks for other processes' commits, while someone
-        listens or subscribes
+        listens or subscribes and no doorbell rings (see :mod:`.doorbell`)
     """
 
     path: str
@@ -152,6 +154,8 @@ class BatchReport:
     watched_rows: list[tuple[Any, ...]] = field(default_factory=list)
     #: Custom updates other processes sent to the watched jobs, read when ``foreign``.
     messages: list[UpdateRecord] = field(default_factory=list)
+    #: The batch's one writing request failed: it was rolled back, not committed.
+    undo: bool = False
 
 
 class Store:
@@ -167,6 +171,8 @@ class Store:
         self._touched: int | None = None
         # The backend runs one batch at a time already; the lock guards close() against it.
         self._lock = threading.Lock()
+        #: Rings the other processes' doorbells after each commit that changed something.
+        self.ringer = None if settings.in_memory else Ringer(wake_directory(settings.path))
 
     def run(
         self,
@@ -190,15 +196,21 @@ class Store:
                 raise self._translate(exc) from exc
             # Restored if the batch fails, so what it saw of other processes is seen again.
             seen = (self._data_version, self._last_message, self._touched)
+            changes = conn.total_changes
             try:
                 report = self._serve(conn, requests, watched, watch_ids)
-                conn.execute("COMMIT")
+                if report.undo:
+                    _rollback(conn)
+                else:
+                    conn.execute("COMMIT")
             except BaseException as exc:
                 _rollback(conn)
                 self._data_version, self._last_message, self._touched = seen
                 if isinstance(exc, sqlite3.Error):
                     raise self._translate(exc) from exc
                 raise
+            if self.ringer is not None and conn.total_changes != changes and not report.undo:
+                self.ringer.ring()  # other processes' waiting backends: look now
             return report
 
     def close(self) -> None:
@@ -208,6 +220,8 @@ class Store:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self.ringer is not None:
+                self.ringer.close()
 
     # -- batches ---------------------------------------------------------------------------------
 
@@ -227,24 +241,32 @@ class Store:
             )
         # Our last `touched` still holds unless another connection has written since.
         batch = Batch(conn, watched, touched=None if report.foreign else self._touched)
-        report.served = [self._apply(batch, op, writes) for op, writes in requests]
-        moved = [(n, status, lane) for (status, lane), n in batch.counts.items() if n]
-        conn.executemany(q.APPLY_COUNTS, moved)
+        # A lone writing request needs no SAVEPOINT: if it fails, the whole transaction is
+        # rolled back instead of committed (two statements fewer on the single-call path).
+        alone = sum(1 for _, writes in requests if writes) == 1
+        report.served = [self._apply(batch, op, writes, alone) for op, writes in requests]
+        report.undo = batch.undo
+        if batch.counts and not batch.undo:
+            moved = [(n, status, lane) for (status, lane), n in batch.counts.items() if n]
+            conn.executemany(q.APPLY_COUNTS, moved)
         self._touched = batch.touched  # if the batch rolls back, this only leaves a gap
         return report
 
-    def _apply(self, batch: Batch, op: Op, writes: bool) -> Served:
+    def _apply(self, batch: Batch, op: Op, writes: bool, alone: bool) -> Served:
         tx = Tx(batch)
-        if writes:
+        if writes and not alone:
             batch.conn.execute("SAVEPOINT request")
         try:
             result = op(tx)
         except Exception as exc:
-            if writes:
+            if writes and alone:
+                batch.undo = True
+            elif writes:
                 _undo(batch.conn, exc)
             return Served(None, error=self._error_of(exc))
         if writes:
-            batch.conn.execute("RELEASE request")
+            if not alone:
+                batch.conn.execute("RELEASE request")
             batch.counts.update(tx.counts)
         return Served(tx, result)
 
@@ -282,7 +304,7 @@ class Store:
                 s.path,
                 timeout=s.busy_timeout / 1000,
                 isolation_level=None,  # we issue BEGIN and COMMIT ourselves
-                check_same_thread=False,  # worker threads take turns, one batch at a time
+                check_same_thread=False,  # opened and closed by the database thread, used by it
                 cached_statements=256,
             )
         except sqlite3.Error as exc:

@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from ..._codec import dump_json, load_json
 from ..._models import JobStatus
 from ..._records import PRIORITY_RANK, JobRecord, UpdateRecord
@@ -73,6 +75,8 @@ class Batch:
     touched: int | None = None
     #: Jobs moved by the requests that succeeded so far, per place (see ``Tx.moved``).
     counts: Counter[Place] = field(default_factory=Counter)
+    #: A request that ran without a SAVEPOINT of its own failed: roll the batch back.
+    undo: bool = False
 
     def touch(self) -> int:
         """A fresh ``touched`` value: the order of updates, for "most recently updated"."""
@@ -114,11 +118,37 @@ class Tx:
             self.updates.append(update_of(row))
 
 
+#: Positions of the JSON columns in ``queries.COLUMNS``, each with a decoder that checks the type.
+_DECODERS: tuple[tuple[int, msgspec.json.Decoder[Any]], ...] = tuple(
+    (q.FIELDS.index(name), msgspec.json.Decoder(kind)) for name, kind in _JSON_TYPES.items()
+)
+_STATUS = q.FIELDS.index("status")
+_PRIORITY = q.FIELDS.index("priority")
+_PRIORITIES = frozenset(PRIORITY_RANK)
+_STATUS_SET = frozenset(STATUSES)
+
+
 def record_of(row: Row) -> JobRecord:
     """Build a :class:`JobRecord` from a row of ``queries.COLUMNS``.
 
     :raises CorruptRow: if the row cannot be read (see :func:`corruption`)
     """
+    # The common case in one pass: typed decoders check the JSON columns in C. Anything they
+    # refuse takes the slow path below, which says what is wrong.
+    values = list(row)
+    try:
+        for index, decoder in _DECODERS:
+            raw = values[index]
+            if raw is not None:
+                values[index] = decoder.decode(raw)
+    except (msgspec.DecodeError, TypeError):
+        return _checked_record_of(row)
+    if values[_STATUS] not in _STATUS_SET or values[_PRIORITY] not in _PRIORITIES:
+        return _checked_record_of(row)
+    return JobRecord(**dict(zip(q.FIELDS, values, strict=True)))
+
+
+def _checked_record_of(row: Row) -> JobRecord:
     values = dict(zip(q.FIELDS, row, strict=True))
     try:
         for name in _JSON_FIELDS:

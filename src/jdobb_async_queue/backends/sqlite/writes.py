@@ -3,7 +3,8 @@
 Each public function is one request's work: it takes a :class:`~.tx.Tx` and returns what the
 backend method returns. The store runs several in one ``BEGIN IMMEDIATE`` transaction, each
 inside its own SAVEPOINT, so a request that raises leaves nothing behind while the others
-commit. Nothing here awaits, touches the event loop or reads the clock.
+commit (a lone writing request needs none: its batch is rolled back instead). Nothing here
+awaits, touches the event loop or reads the clock.
 
 How an attempt ends was decided by :mod:`jdobb_async_queue._policy`; :func:`finish_many` only
 applies the decided kind. The one rule applied here is the policy's own for a lost lease
@@ -138,12 +139,14 @@ def enqueue_many(tx: Tx, records: Sequence[JobRecord], now: float) -> list[str]:
     jobs without dependencies are gathered into one ``executemany``, flushed before a record
     whose dependencies may name them.
     """
-    _expire(tx, now)
     ids: list[str] = []
     alias: dict[str, str] = {}  # id of a job not stored (its unique key is held) -> holder
     keys: dict[str, str] = {}  # unique keys taken earlier in this batch (even if born cancelled)
     seen: set[str] = set()
     taken = _existing(tx, [r.id for r in records])
+    if taken:  # an expired job not deleted yet may hold the id: delete the expired, look again
+        _expire(tx, now)
+        taken = _existing(tx, [r.id for r in records])
     inserts: list[dict[str, Any]] = []
     for r in records:
         if r.id in seen or r.id in taken:
@@ -334,30 +337,53 @@ def _candidates(tx: Tx, job_types: Sequence[str], limit: int) -> list[int]:
 
 def finish_many(tx: Tx, outcomes: Sequence[Outcome], now: float) -> list[bool]:
     """Apply outcomes in order (see ``QueueBackend.finish``), then release the jobs waiting on
-    those that completed, all at once."""
+    those that completed, all at once. Each run of completions goes out as one statement run."""
     completed: list[str] = []
-    done = [_finish(tx, o, now, completed) for o in outcomes]
-    for start in range(0, len(completed), CHUNK):
-        _release_dependents(tx, completed[start : start + CHUNK], now)
+    done: list[bool] = []
+    run: list[Outcome] = []
+    for outcome in outcomes:
+        if outcome.kind == "complete":
+            run.append(outcome)
+            continue
+        done += _complete(tx, run, now, completed)
+        run = []
+        done.append(_finish(tx, outcome, now))
+    done += _complete(tx, run, now, completed)
+    if completed and tx.conn.execute(q.ANY_EDGE).fetchone() is not None:
+        for start in range(0, len(completed), CHUNK):
+            _release_dependents(tx, completed[start : start + CHUNK], now)
     return done
 
 
-def _finish(tx: Tx, outcome: Outcome, now: float, completed: list[str]) -> bool:
-    if outcome.kind == "complete":
-        results = None if outcome.results is None else to_json(outcome.results, "results")
-        params = {
-            "id": outcome.job_id,
-            "fence": outcome.fence,
-            "results": results,
-            "now": now,
-            "touched": tx.batch.touch(),
-        }
-        if tx.conn.execute(q.COMPLETE, params).rowcount == 0:
-            return False
-        tx.moved(_PROCESSING, place("complete", None))
-        _emit_row(tx, outcome.job_id)
-        completed.append(outcome.job_id)
-        return True
+def _complete(tx: Tx, outcomes: list[Outcome], now: float, completed: list[str]) -> list[bool]:
+    """Complete the jobs of ``outcomes`` whose fence matches (every row gets one ``touched``);
+    whether each was stored."""
+    ids = [o.job_id for o in outcomes]
+    if len(set(ids)) < len(ids):  # one job twice: in order, so the second sees the first
+        return [stored for o in outcomes for stored in _complete(tx, [o], now, completed)]
+    if not ids:
+        return []
+    touched = tx.batch.touch()
+    rows = [
+        (o.job_id, o.fence, None if o.results is None else to_json(o.results, "results"))
+        for o in outcomes
+    ]
+    applied = tx.conn.executemany(q.COMPLETE, [(*row, now, touched) for row in rows]).rowcount
+    if applied == len(ids):
+        done = [True] * len(ids)
+    else:  # some were not held (any more): find those that were
+        found = {row[0] for row in tx.conn.execute(q.COMPLETED, (touched,))}
+        done = [job_id in found for job_id in ids]
+    tx.moved(_PROCESSING, place("complete", None), applied)
+    for job_id, stored in zip(ids, done, strict=True):
+        if stored:
+            _emit_row(tx, job_id)
+            completed.append(job_id)
+    return done
+
+
+def _finish(tx: Tx, outcome: Outcome, now: float) -> bool:
+    """Apply a failure, a retry or a release."""
     held = tx.conn.execute(q.HELD_ROW, {"id": outcome.job_id, "fence": outcome.fence}).fetchone()
     if held is None:
         return False
