@@ -11,6 +11,7 @@ import concurrent.futures
 import gc
 import inspect
 import os
+import pydoc
 import subprocess
 import sys
 import textwrap
@@ -48,33 +49,36 @@ def loop(request: pytest.FixtureRequest) -> Loop:
     return cast(Loop, request.param)
 
 
-def backend_kwargs(
-    backend_name: str, tmp_path: Path, redis_url: str | None, namespace: str
-) -> dict[str, Any]:
-    """The constructor arguments that open the test's backend (as ``tests/conftest.py`` does)."""
+def backend_kwargs(backend_name: str, tmp_path: Path, url: str | None, namespace: str) -> dict[str, Any]:
+    """The constructor arguments that open the test's backend (as ``tests/conftest.py`` does);
+    ``url`` is the Redis or PostgreSQL server's."""
     if backend_name == "memory":
         return {"backend": "memory"}
     if backend_name == "sqlite-file":
         return {"backend": "sqlite", "url": f"sqlite:///{tmp_path / 'jobs.db'}"}
     if backend_name == "sqlite-memory":
         return {"backend": "sqlite", "url": "sqlite:///:memory:"}
-    assert redis_url is not None
-    return {"backend": "redis", "url": redis_url, "namespace": namespace}
+    assert url is not None
+    return {"backend": backend_name, "url": url, "namespace": namespace}
+
+
+_SERVERS = {"redis": "redis_url", "postgres": "pg_url"}
 
 
 @pytest.fixture
 def open_kwargs(
     backend_name: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[dict[str, Any]]:
-    """Constructor arguments for the test's backend; a Redis namespace is deleted at the end."""
-    redis = request.getfixturevalue("redis_url") if backend_name == "redis" else None
-    kwargs = backend_kwargs(backend_name, tmp_path, redis, f"test-{uuid.uuid4().hex[:12]}")
+    """Constructor arguments for the test's backend; a server's namespace is deleted at the end."""
+    server = _SERVERS.get(backend_name)
+    url = None if server is None else request.getfixturevalue(server)
+    kwargs = backend_kwargs(backend_name, tmp_path, url, f"test-{uuid.uuid4().hex[:12]}")
     yield kwargs
-    if redis is not None:
+    if url is not None:
         with JobQueue(**kwargs) as cleanup:
-            drop = getattr(cleanup.aio.backend, "drop_namespace", None)
+            drop = getattr(cleanup.backend, "drop_namespace", None)
             if drop is not None:
-                cleanup._portal.call(drop)
+                cleanup.call(drop)
 
 
 @pytest.fixture
@@ -110,18 +114,204 @@ def loop_threads() -> set[threading.Thread]:
 # -- the API mirrors the async one -----------------------------------------------------------------
 
 
-def test_every_public_method_of_the_async_queue_has_a_blocking_twin() -> None:
-    for name, member in inspect.getmembers(AsyncJobQueue):
-        if name.startswith("_"):
+#: Public names of the blocking queue that the async one has no counterpart of.
+SYNC_ONLY = frozenset({"aio", "call", "closed"})
+
+
+def _public(cls: type, instance: object) -> dict[str, object]:
+    """The public members of ``cls``, and the attributes its ``__init__`` gives ``instance``."""
+    found = {n: inspect.getattr_static(cls, n) for n in dir(cls) if not n.startswith("_")}
+    found.update((n, v) for n, v in vars(instance).items() if not n.startswith("_"))
+    return found
+
+
+def api_differences(async_cls: type, sync_cls: type) -> list[str]:
+    """Every way the blocking API of ``sync_cls`` differs from the async one of ``async_cls``: a
+    member missing on either side, a method whose parameters (names, kinds, order, defaults,
+    annotations) or return annotation differ, a coroutine twin, an attribute that is not a
+    property, a member without a docstring, a constructor that is more than the async one plus
+    ``loop``."""
+    instance = async_cls()
+    try:
+        theirs = _public(async_cls, instance)
+    finally:
+        anyio.run(instance.close)
+    ours = {n: inspect.getattr_static(sync_cls, n) for n in dir(sync_cls) if not n.startswith("_")}
+    problems = [f"{n}: no blocking twin" for n in sorted(theirs.keys() - ours.keys())]
+    problems += [f"{n}: not on the async queue" for n in sorted(ours.keys() - theirs.keys() - SYNC_ONLY)]
+    for name in sorted(theirs.keys() & ours.keys()):
+        original, twin = theirs[name], ours[name]
+        if not (getattr(twin, "__doc__", None) or "").strip():
+            problems.append(f"{name}: no docstring")
+        if not inspect.isfunction(original):
+            if not isinstance(twin, property):
+                problems.append(f"{name}: {twin!r} is not a property")
             continue
-        assert hasattr(JobQueue, name), name
-        twin = getattr(JobQueue, name)
-        if not callable(member):
-            continue
-        assert not inspect.iscoroutinefunction(twin), name
-        assert inspect.signature(twin).parameters == inspect.signature(member).parameters, name
-    for name in ("namespace", "default_ttl", "clock", "backend"):
-        assert isinstance(getattr(JobQueue, name), property), name
+        if not inspect.isfunction(twin) or inspect.iscoroutinefunction(twin):
+            problems.append(f"{name}: {twin!r} is not a plain method")
+        elif inspect.signature(twin) != inspect.signature(original):
+            problems.append(f"{name}{inspect.signature(twin)} != {inspect.signature(original)}")
+    theirs_init = list(inspect.signature(async_cls).parameters.values())
+    loop = inspect.Parameter("loop", inspect.Parameter.KEYWORD_ONLY, default="asyncio",
+                             annotation="Literal['asyncio', 'trio']")
+    ours_init = list(inspect.signature(sync_cls).parameters.values())
+    if ours_init != [*theirs_init, loop]:
+        problems.append(f"__init__: {ours_init} != {[*theirs_init, loop]}")
+    return problems
+
+
+def test_the_blocking_api_is_the_async_one() -> None:
+    assert api_differences(AsyncJobQueue, JobQueue) == []
+
+
+def test_each_blocking_method_is_derived_from_its_async_twin() -> None:
+    derived = []
+    for name, member in vars(JobQueue).items():
+        # close() is the one written out: closing also stops the loop thread
+        if inspect.isfunction(member) and not name.startswith("_") and name != "close":
+            if name in SYNC_ONLY:
+                continue
+            original = inspect.getattr_static(AsyncJobQueue, name)
+            assert inspect.signature(member) == inspect.signature(original), name
+            assert member.__module__ == "jdobb_async_queue.sync", name
+            assert member.__qualname__ == f"JobQueue.{name}", name
+            assert original.__doc__ is not None and member.__doc__ is not None, name
+            assert original.__doc__.splitlines()[0] in member.__doc__, name
+            derived.append(name)
+    assert len(derived) == 15, derived
+
+
+class _AsyncWithMore(AsyncJobQueue):
+    async def requeue(self, job_id: str) -> bool:
+        """A method the blocking queue has no twin of."""
+        return False
+
+
+class _AsyncWithAnotherDefault(AsyncJobQueue):
+    async def retry(self, job_id: str, *, delay: float = 5) -> bool:
+        """A retry whose default differs from the blocking twin's."""
+        return False
+
+
+class _AsyncWithAnotherConstructor(AsyncJobQueue):
+    def __init__(self, backend: Any = "memory", *, lanes: int = 1) -> None:
+        """A constructor parameter the blocking queue does not take."""
+        super().__init__(backend)
+
+
+class _SyncWithAnotherParameter(JobQueue):
+    def get(self, job_id: str, fresh: bool = False) -> Any:
+        """A get with a parameter the async one lacks."""
+
+
+class _SyncWithAnotherName(JobQueue):
+    def get(self, id: str) -> Any:
+        """A get whose parameter is named differently."""
+
+
+class _SyncWithACoroutine(JobQueue):
+    async def stats(self) -> Any:  # type: ignore[override]
+        """A twin that is still async."""
+
+
+class _SyncWithAnExtra(JobQueue):
+    def extra(self) -> None:
+        """A name only the blocking queue has."""
+
+
+class _SyncWithAnotherAnnotation(JobQueue):
+    def cancel(self, job_id: str, reason: str = "") -> bool:  # type: ignore[override]
+        """A default and an annotation that differ."""
+        return False
+
+
+@pytest.mark.parametrize(
+    ("async_cls", "sync_cls", "named"),
+    [
+        (_AsyncWithMore, JobQueue, "requeue: no blocking twin"),
+        (_AsyncWithAnotherDefault, JobQueue, "retry"),
+        (_AsyncWithAnotherConstructor, JobQueue, "__init__"),
+        (AsyncJobQueue, _SyncWithAnotherParameter, "get"),
+        (AsyncJobQueue, _SyncWithAnotherName, "get"),
+        (AsyncJobQueue, _SyncWithACoroutine, "stats"),
+        (AsyncJobQueue, _SyncWithAnExtra, "extra: not on the async queue"),
+        (AsyncJobQueue, _SyncWithAnotherAnnotation, "cancel"),
+    ],
+)
+def test_the_comparison_sees_every_kind_of_drift(
+    async_cls: type, sync_cls: type, named: str
+) -> None:
+    problems = api_differences(async_cls, sync_cls)
+    assert len(problems) == 1 and problems[0].startswith(named), problems
+
+
+def test_a_twin_must_mirror_the_name_it_is_given() -> None:
+    from jdobb_async_queue.sync import _blocking, _derived
+
+    with pytest.raises(TypeError, match=r"must mirror queue\.get"):
+
+        @_derived
+        class Crossed:
+            get = _blocking(lambda queue: queue.stats)
+
+
+def test_the_blocking_methods_keep_their_signatures_for_help() -> None:
+    text = pydoc.plain(pydoc.render_doc(JobQueue))
+    assert "enqueue(self, job_type: 'str', data: 'dict[str, Any] | None' = None, *," in text
+    assert "retry(self, job_id: 'str', *, delay: 'float' = 0) -> 'bool'" in text
+    assert "The blocking twin of :meth:`jdobb_async_queue.JobQueue.enqueue`" in text
+    assert ":raises DuplicateJobError: when ``job_id`` is taken" in text  # the async docstring
+
+
+_TYPED_USE = """
+from jdobb_async_queue import Job, JobPriority, QueueStats
+from jdobb_async_queue.sync import JobQueue
+
+
+def use(queue: JobQueue) -> None:
+    job_id: str = queue.enqueue("t", {"a": 1}, priority=JobPriority.HIGH, delay=5.0, max_lost=2)
+    job: Job | None = queue.get(job_id)
+    retried: bool = queue.retry(job_id, delay=1)
+    purged: int = queue.purge(["failed"], job_type="t")
+    ids: list[str] = queue.enqueue_many([{"job_type": "t"}])
+    stats: QueueStats = queue.stats()
+
+    @queue.task(max_retries=2)
+    def double(x: int) -> int:
+        return 2 * x
+
+    doubled: int = double.wait_sync(double.enqueue_sync(21))
+    print(job, retried, purged, ids, stats, doubled, queue.namespace.upper(), queue.closed)
+    queue.enqueue("t", priority="high")  # wrong
+    queue.enqueue("t", bogus=1)  # wrong
+    queue.get(1)  # wrong
+    count: int = queue.stats()  # wrong
+    queue.retry(job_id, 5)  # wrong
+    double.enqueue_sync("x")  # wrong
+    reveal_type(queue.list_jobs)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_mypy_sees_the_async_signatures_on_the_blocking_queue(tmp_path: Path) -> None:
+    """The twins are made at run time, yet mypy --strict checks their calls as it does the
+    async methods': names, kinds, types, defaults and return types."""
+    path = tmp_path / "typed_use.py"
+    path.write_text(_TYPED_USE)
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), str(path)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    lines = _TYPED_USE.splitlines()
+    wrong = {n for n, line in enumerate(lines, 1) if line.endswith("# wrong")}
+    errors = {int(line.split(":")[1]) for line in checked.stdout.splitlines() if ": error:" in line}
+    assert errors == wrong, checked.stdout + checked.stderr
+    revealed = next(line for line in checked.stdout.splitlines() if "Revealed type" in line)
+    assert '"def (status: ' in revealed
+    assert "*, job_type: str | None =, limit: int | None =, offset: int =) -> list[" in revealed
 
 
 def test_properties_mirror_the_async_queue(loop: Loop) -> None:
@@ -196,6 +386,10 @@ async def _thread_name() -> str:
     return threading.current_thread().name
 
 
+async def _thread() -> threading.Thread:
+    return threading.current_thread()
+
+
 # -- threads ---------------------------------------------------------------------------------------
 
 
@@ -247,7 +441,7 @@ def test_close_ends_the_loop_thread(make_sync_queue: SyncFactory) -> None:
     before = loop_threads()
     queue = make_sync_queue()
     (thread,) = loop_threads() - before
-    assert thread is queue._thread and thread.is_alive()
+    assert thread is queue.call(_thread) and thread.is_alive()
     queue.close()
     assert thread not in threading.enumerate()
     assert loop_threads() == before
@@ -283,8 +477,14 @@ def test_the_with_block_closes_the_queue(open_kwargs: dict[str, Any], loop: Loop
 def test_a_queue_that_is_garbage_collected_stops_its_thread(loop: Loop) -> None:
     queue = JobQueue(loop=loop)
     queue.enqueue("t")
-    thread = queue._thread
-    del queue
+
+    @queue.task  # its blocking twins use the loop thread: that must not keep the queue alive
+    def noop() -> None:
+        pass
+
+    noop.enqueue_sync()
+    thread = queue.call(_thread)
+    del queue, noop
     gc.collect()
     thread.join(WAIT)
     assert not thread.is_alive()

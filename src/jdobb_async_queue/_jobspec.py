@@ -8,34 +8,79 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from types import MappingProxyType
+from typing import Any, TypedDict
 
 from ._codec import checked_copy_within
 from ._errors import InvalidJobError
 from ._models import JobPriority
 from ._records import DEFAULT_MAX_LOST, JobRecord
 
-__all__ = ["ENQUEUE_OPTIONS", "build_record", "check_progress", "check_ttl", "new_job_id"]
+__all__ = [
+    "ENQUEUE_DEFAULTS",
+    "ENQUEUE_OPTIONS",
+    "EnqueueOptions",
+    "build_record",
+    "check_progress",
+    "check_ttl",
+    "enqueue_record",
+    "new_job_id",
+]
+
+
+# The enqueue options are declared once, by the keyword-only parameters of ``JobQueue.enqueue``
+# (their names, types and defaults, as users and mypy read them). This module sits below
+# ``_queue`` and cannot import it, so what it needs of them is generated from that signature
+# between the two markers below; tests/test_layers.py fails when the two differ and rewrites
+# the block when run with JDOBB_REGENERATE=1.
+# -- generated from JobQueue.enqueue: do not edit ------------------------------------------------
+class _EnqueueParameters(TypedDict, total=False):
+    priority: JobPriority
+    ttl: int | None
+    metadata: dict[str, Any] | None
+    job_id: str | None
+    delay: float | timedelta | None
+    execute_at: datetime | None
+    max_retries: int
+    retry_delay: float
+    timeout: float | None
+    depends_on: Sequence[str] | None
+    max_lost: int
+
+
+#: The defaults of ``JobQueue.enqueue``'s keyword-only parameters.
+_ENQUEUE_DEFAULTS: dict[str, Any] = {
+    "priority": JobPriority.NORMAL,
+    "ttl": None,
+    "metadata": None,
+    "job_id": None,
+    "delay": None,
+    "execute_at": None,
+    "max_retries": 0,
+    "retry_delay": 1.0,
+    "timeout": None,
+    "depends_on": None,
+    "unique_key": None,
+    "max_lost": DEFAULT_MAX_LOST,
+}
+# -- end of generated code -----------------------------------------------------------------------
+
+
+class EnqueueOptions(_EnqueueParameters, total=False):
+    """The options of ``JobQueue.enqueue`` (``**options: Unpack[EnqueueOptions]``), as
+    ``Task.with_options``, ``Worker.every`` and ``Worker.cron`` take them."""
+
+    #: A key, or a function of the task's arguments returning one: wider than ``enqueue``'s
+    #: ``str | None``, so declared here rather than generated.
+    unique_key: str | Callable[..., str] | None
+
 
 #: The keyword arguments of ``JobQueue.enqueue`` besides ``job_type`` and ``data``.
-ENQUEUE_OPTIONS = frozenset(
-    {
-        "priority",
-        "ttl",
-        "metadata",
-        "job_id",
-        "delay",
-        "execute_at",
-        "max_retries",
-        "retry_delay",
-        "timeout",
-        "depends_on",
-        "unique_key",
-        "max_lost",
-    }
-)
+ENQUEUE_OPTIONS = frozenset(_ENQUEUE_DEFAULTS)
+#: Their defaults (read-only).
+ENQUEUE_DEFAULTS: Mapping[str, Any] = MappingProxyType(_ENQUEUE_DEFAULTS)
 
 
 def new_job_id() -> str:
@@ -52,34 +97,70 @@ def build_record(
     default_ttl: int | None,
     max_payload: int | None = None,
 ) -> JobRecord:
-    """Check ``enqueue``'s arguments and return the record to store.
+    """Check ``enqueue``'s arguments, given as a mapping of options (those left out take
+    ``enqueue``'s defaults; no ``ttl``: ``default_ttl``), and return the record to store.
 
-    :raises InvalidJobError: for a bad job type, priority, ttl, delay, retry or dependency option
+    :raises InvalidJobError: for an unknown option, a bad job type, priority, ttl, delay, retry
+        or dependency option
     :raises SerializationError: when ``data`` or ``metadata`` is not JSON-compatible
     :raises PayloadTooLargeError: when either is over ``max_payload`` bytes as JSON
     """
-    unknown = set(options) - ENQUEUE_OPTIONS
+    unknown = options.keys() - ENQUEUE_OPTIONS
     if unknown:
         raise InvalidJobError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
+    ttl = options.get("ttl", default_ttl)  # no ttl: the queue's default; None: kept until purged
+    return _record(job_type, data, {**_ENQUEUE_DEFAULTS, **options}, ttl, now, max_payload)
+
+
+def enqueue_record(
+    job_type: str,
+    data: Mapping[str, Any] | None,
+    parameters: Mapping[str, Any],
+    *,
+    now: float,
+    default_ttl: int | None,
+    max_payload: int | None,
+) -> JobRecord:
+    """:func:`build_record` for one ``JobQueue.enqueue`` call, given its parameters by name
+    (its ``locals()``): every option is there (the call itself refused unknown ones), and
+    ``ttl=None`` means ``default_ttl``. Saves building a dict of the options on every call.
+
+    :raises InvalidJobError: as :func:`build_record`
+    :raises SerializationError: as :func:`build_record`
+    :raises PayloadTooLargeError: as :func:`build_record`
+    """
+    ttl = parameters["ttl"]
+    return _record(
+        job_type, data, parameters, default_ttl if ttl is None else ttl, now, max_payload
+    )
+
+
+def _record(
+    job_type: str,
+    data: Mapping[str, Any] | None,
+    given: Mapping[str, Any],
+    ttl: object,
+    now: float,
+    max_payload: int | None,
+) -> JobRecord:
     if not isinstance(job_type, str) or not job_type:
         raise InvalidJobError(f"job_type must be a non-empty string, not {job_type!r}")
-    ttl = options.get("ttl", default_ttl)
     return JobRecord(
-        id=_job_id(options.get("job_id")),
+        id=_job_id(given["job_id"]),
         job_type=job_type,
         data=_mapping(data, "data", max_payload),
-        priority=_priority(options.get("priority", JobPriority.NORMAL)),
-        metadata=_mapping(options.get("metadata"), "metadata", max_payload),
+        priority=_priority(given["priority"]),
+        metadata=_mapping(given["metadata"], "metadata", max_payload),
         created_at=now,
         updated_at=now,
         ttl=check_ttl(ttl),
-        execute_at=_execute_at(options.get("delay"), options.get("execute_at"), now),
-        max_retries=_count(options.get("max_retries", 0), "max_retries"),
-        retry_delay=_seconds(options.get("retry_delay", 1.0), "retry_delay", allow_zero=True),
-        timeout=_timeout(options.get("timeout")),
-        depends_on=_depends_on(options.get("depends_on")),
-        unique_key=_unique_key(options.get("unique_key")),
-        max_lost=_count(options.get("max_lost", DEFAULT_MAX_LOST), "max_lost"),
+        execute_at=_execute_at(given["delay"], given["execute_at"], now),
+        max_retries=_count(given["max_retries"], "max_retries"),
+        retry_delay=_seconds(given["retry_delay"], "retry_delay", allow_zero=True),
+        timeout=_timeout(given["timeout"]),
+        depends_on=_depends_on(given["depends_on"]),
+        unique_key=_unique_key(given["unique_key"]),
+        max_lost=_count(given["max_lost"], "max_lost"),
         update_seq=1,
     )
 

@@ -19,7 +19,7 @@ from . import _policy
 from ._codec import CheckedJSON, checked_copy, is_json_scalar
 from ._context import is_async_callable
 from ._errors import ConfigurationError, InvalidJobError
-from ._jobspec import as_sequence, build_record, check_progress, check_ttl
+from ._jobspec import as_sequence, build_record, check_progress, check_ttl, enqueue_record
 from ._models import TERMINAL_STATUSES, Job, JobPriority, JobStatus, QueueStats, WorkerInfo
 from ._records import DEFAULT_MAX_LOST, JobRecord, Outcome, ProgressUpdate, to_job, to_worker
 from ._tasks import Task, TaskRegistry, make_task
@@ -158,27 +158,12 @@ class JobQueue:
         :raises SerializationError: when ``data`` or ``metadata`` is not JSON-compatible
         :raises InvalidJobError: (a ``ValueError``) for any other bad argument
         """
-        options: dict[str, Any] = {
-            "priority": priority,
-            "ttl": ttl,
-            "metadata": metadata,
-            "job_id": job_id,
-            "delay": delay,
-            "execute_at": execute_at,
-            "max_retries": max_retries,
-            "retry_delay": retry_delay,
-            "timeout": timeout,
-            "depends_on": depends_on,
-            "unique_key": unique_key,
-            "max_lost": max_lost,
-        }
-        if ttl is None:
-            del options["ttl"]
         now = self.clock()
-        record = build_record(
+        # The options go by name, as this signature (their one declaration) spells them.
+        record = enqueue_record(
             job_type,
             data,
-            options,
+            locals(),
             now=now,
             default_ttl=self.default_ttl,
             max_payload=self.max_payload_bytes,

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, cast
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 
 import anyio
 import anyio.from_thread
@@ -33,14 +33,16 @@ from ._errors import (
     JobFailed,
     SerializationError,
 )
+from ._jobspec import EnqueueOptions as EnqueueOptions
 from ._jobspec import build_record
-from ._models import Job, JobPriority, JobStatus, JobUpdate
+from ._models import Job, JobStatus, JobUpdate
 
 if TYPE_CHECKING:
     from ._queue import JobQueue
 
 __all__ = [
     "SYNC_TASK_THREADS",
+    "BlockingRunner",
     "EnqueueOptions",
     "Task",
     "TaskArgumentError",
@@ -58,24 +60,6 @@ R = TypeVar("R")
 SYNC_TASK_THREADS = 16
 
 _DATA_KEYS = frozenset({"args", "kwargs"})
-
-
-class EnqueueOptions(TypedDict, total=False):
-    """The options ``Task.with_options`` takes: those of ``JobQueue.enqueue``."""
-
-    priority: JobPriority
-    ttl: int | None
-    metadata: dict[str, Any] | None
-    job_id: str | None
-    delay: float | timedelta | None
-    execute_at: datetime | None
-    max_retries: int
-    retry_delay: float
-    timeout: float | None
-    depends_on: Sequence[str] | None
-    max_lost: int
-    #: A key, or a function of the task's arguments returning one.
-    unique_key: str | Callable[..., str] | None
 
 
 class TaskArgumentError(InvalidJobError, TypeError):
@@ -141,9 +125,6 @@ class Task(Generic[P, R]):
         self.unique_key = unique_key
         self._signature = _signature(func)
         self._positional = _positional_arity(self._signature)
-        #: Runs a coroutine function to its end from synchronous code: set by the blocking
-        #: ``jdobb_async_queue.sync.JobQueue`` for its tasks (through its loop thread).
-        self._runner: Callable[[Callable[[], Coroutine[Any, Any, Any]]], Any] | None = None
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
@@ -171,9 +152,7 @@ class Task(Generic[P, R]):
             merged.pop("execute_at", None)
         merged.update(given)
         _check_options(self.name, merged, unique_key)
-        twin: Task[P, R] = Task(self.queue, self.func, self.name, merged, unique_key)
-        twin._runner = self._runner
-        return twin
+        return Task(self.queue, self.func, self.name, merged, unique_key)
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Store a call of the function and return the job id.
@@ -264,8 +243,9 @@ class Task(Generic[P, R]):
         return cast(R, self._blocking(functools.partial(self.wait, job_id, timeout=timeout)))
 
     def _blocking(self, call: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-        if self._runner is not None:
-            return self._runner(call)
+        runner = self.queue.tasks.runner
+        if runner is not None:
+            return runner(call)
         started = False
 
         async def run() -> Any:
@@ -284,11 +264,19 @@ class Task(Generic[P, R]):
             ) from None
 
 
+#: Runs a coroutine function to its end from synchronous code, and returns its result.
+BlockingRunner = Callable[[Callable[[], Coroutine[Any, Any, Any]]], Any]
+
+
 class TaskRegistry:
     """The tasks of one queue, and the worker-thread limiter of its plain ``def`` tasks."""
 
     def __init__(self) -> None:
         self._tasks: dict[str, Task[Any, Any]] = {}
+        #: How the blocking twins of these tasks (``enqueue_sync``, ``wait_sync``) run their
+        #: call: ``None`` (from a thread anyio started), or what the blocking
+        #: ``jdobb_async_queue.sync.JobQueue`` sets, its loop thread.
+        self.runner: BlockingRunner | None = None
         # One limiter per event loop: a limiter belongs to the loop it was made in, and a queue
         # may outlive one (``anyio.run`` twice, or asyncio then trio).
         self._limiter: RunVar[anyio.CapacityLimiter | None] = RunVar(

@@ -16,6 +16,7 @@ from rich.live import Live
 
 from .. import __version__
 from .._errors import JobNotFoundError
+from .._jobspec import ENQUEUE_DEFAULTS
 from .._models import Job, JobPriority, JobStatus, QueueStats
 from .._queue import JobQueue
 from ..health import check_store
@@ -123,15 +124,22 @@ def enqueue(
     data: Annotated[
         str | None, typer.Option("--data", "-d", metavar="JSON", help="The payload object.")
     ] = None,
-    priority: Annotated[JobPriority, typer.Option(case_sensitive=False)] = JobPriority.NORMAL,
+    # The defaults are enqueue's own (declared once, by JobQueue.enqueue).
+    priority: Annotated[JobPriority, typer.Option(case_sensitive=False)] = ENQUEUE_DEFAULTS[
+        "priority"
+    ],
     delay: Annotated[
         float | None, typer.Option(min=0, metavar="SECONDS", help="Not run before then.")
     ] = None,
     metadata: Annotated[
         str | None, typer.Option(metavar="JSON", help="An object stored beside the payload.")
     ] = None,
-    max_retries: Annotated[int, typer.Option(min=0, help="Failed attempts retried.")] = 0,
-    retry_delay: Annotated[float, typer.Option(min=0, metavar="SECONDS")] = 1.0,
+    max_retries: Annotated[
+        int, typer.Option(min=0, help="Failed attempts retried.")
+    ] = ENQUEUE_DEFAULTS["max_retries"],
+    retry_delay: Annotated[float, typer.Option(min=0, metavar="SECONDS")] = ENQUEUE_DEFAULTS[
+        "retry_delay"
+    ],
     timeout: Annotated[
         float | None, typer.Option(metavar="SECONDS", help="Longest time one attempt may run.")
     ] = None,
