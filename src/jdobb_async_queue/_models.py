@@ -7,12 +7,16 @@ These are pydantic models, the face users see. Backends and the runtime carry jo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from ._records import JobRecord
 
 __all__ = [
     "Job",
@@ -158,6 +162,28 @@ class QueueStats(BaseModel):
 OutcomeStatus = Literal["complete", "failed", "retrying", "lost", "released"]
 
 
+class _JobOnRead:
+    """The ``job`` field of :class:`JobOutcome`: the :class:`Job` given to the constructor, or
+    one built from the claimed record the first time it is read, then kept.
+
+    Callbacks that read only ``job_type``, ``status`` and ``duration`` (metrics) are called on
+    every attempt; building a pydantic ``Job`` for each costs about half of what a whole no-op
+    job costs the worker (``bench/ops_overhead.py``).
+    """
+
+    def __get__(self, outcome: JobOutcome | None, owner: type | None = None) -> Job:
+        if outcome is None:
+            raise AttributeError("job")  # read on the class: there is no default
+        held = outcome.__dict__
+        job: Job | None = held.get("_job")
+        if job is None:
+            job = held["_job"] = held["_to_job"](held["_claimed"])
+        return job
+
+    def __set__(self, outcome: JobOutcome, job: Job) -> None:
+        outcome.__dict__["_job"] = job
+
+
 @dataclass(frozen=True)
 class JobOutcome:
     """How one attempt of a job ended in a worker, as ``Worker.on_outcome`` callbacks see it.
@@ -171,6 +197,9 @@ class JobOutcome:
       lost): nothing is reported for it;
     - ``"released"``: the worker stopped hard (drain deadline, or ``run()`` cancelled) and
       handed the job back, due at once.
+
+    A worker builds ``job`` only when a callback reads it; :attr:`job_id`, :attr:`job_type`,
+    :attr:`attempt` and :attr:`queue_wait` are read without building it.
     """
 
     #: The job as this attempt claimed it (``job.attempts`` is this attempt's number).
@@ -182,6 +211,73 @@ class JobOutcome:
     results: dict[str, Any] | None
     #: Seconds the attempt ran, on this worker's monotonic clock.
     duration: float
+
+    @property
+    def job_id(self) -> str:
+        """``job.id``."""
+        return self._claim().id
+
+    @property
+    def job_type(self) -> str:
+        """``job.job_type``."""
+        return self._claim().job_type
+
+    @property
+    def attempt(self) -> int:
+        """``job.attempts``: this attempt's number, 1 for the first."""
+        return self._claim().attempts
+
+    @property
+    def queue_wait(self) -> float | None:
+        """Seconds from the job's enqueue (or its due time, if later) to the start of this
+        attempt, on the store's clock; None if the job has no start time."""
+        claimed: JobRecord | None = self.__dict__.get("_claimed")
+        if claimed is not None:
+            return _waited(claimed.created_at, claimed.execute_at, claimed.started_at)
+        job = self.job
+        due = None if job.execute_at is None else job.execute_at.timestamp()
+        started = None if job.started_at is None else job.started_at.timestamp()
+        return _waited(job.created_at.timestamp(), due, started)
+
+    def _claim(self) -> Job | JobRecord:
+        claimed: JobRecord | None = self.__dict__.get("_claimed")
+        return self.job if claimed is None else claimed
+
+
+# Installed after the class is made, so dataclass sees a plain required field; its __init__
+# then stores ``job`` through the descriptor, and repr, == and replace() read it through it.
+setattr(JobOutcome, "job", _JobOnRead())  # noqa: B010
+
+
+def claimed_outcome(
+    claimed: JobRecord,
+    to_job: Callable[[JobRecord], Job],
+    status: OutcomeStatus,
+    error: str | None,
+    results: dict[str, Any] | None,
+    duration: float,
+) -> JobOutcome:
+    """The :class:`JobOutcome` of an attempt of ``claimed`` (the record the worker claimed),
+    whose ``job`` is ``to_job(claimed)``, built the first time it is read, so ``claimed`` must
+    not change afterwards (a worker's claimed records are its own copies, left alone once the
+    attempt ends). For the runtime; a test of a callback builds ``JobOutcome(job=..., ...)``."""
+    outcome = JobOutcome.__new__(JobOutcome)
+    outcome.__dict__.update(
+        _claimed=claimed,
+        _to_job=to_job,
+        status=status,
+        error=error,
+        results=results,
+        duration=duration,
+    )
+    return outcome
+
+
+def _waited(created: float, due: float | None, started: float | None) -> float | None:
+    if started is None:
+        return None
+    since = created if due is None or due < created else due
+    return max(started - since, 0.0)
 
 
 class WorkerInfo(BaseModel):

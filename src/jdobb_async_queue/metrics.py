@@ -25,11 +25,19 @@ Counters and histograms are this process's (each worker exports its own, as Prom
 expects); the gauges describe the whole store, refreshed by :meth:`QueueMetrics.refresh` (run
 :meth:`QueueMetrics.run` beside the worker, which the CLI does). Each :class:`QueueMetrics` has
 a registry of its own unless you pass one (``prometheus_client.REGISTRY`` to share the global).
+
+The counter and the histograms are tallied in plain lists, one set per job type, and made into
+metric families only when the registry is scraped (a custom collector): an attempt costs a few
+increments under one lock instead of three labelled ``prometheus_client`` observations, each
+with its own lock (the Overhead section of ``docs/operations.md`` has the figures). The
+exposition is the same, without the optional ``*_created`` series.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import threading
+from bisect import bisect_left
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -41,14 +49,8 @@ from ._queue import JobQueue
 from ._worker import Worker
 
 try:
-    from prometheus_client import (
-        CollectorRegistry,
-        Counter,
-        Gauge,
-        Histogram,
-        generate_latest,
-        make_asgi_app,
-    )
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest, make_asgi_app
+    from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
     from prometheus_client.exposition import CONTENT_TYPE_LATEST
 except ImportError:  # pragma: no cover - the extra is not installed
     raise MissingDependencyError("metrics", "metrics", "prometheus_client", feature=True) from None
@@ -70,6 +72,8 @@ class QueueMetrics:
     :param queue: whose store the gauges describe
     :param registry: where the metrics are registered (default: a new one of its own)
     :param prefix: the first word of every name
+    :raises ValueError: (from ``prometheus_client``) if ``registry`` already holds metrics of
+        these names
     """
 
     def __init__(
@@ -82,44 +86,22 @@ class QueueMetrics:
         self.queue = queue
         self.registry = CollectorRegistry() if registry is None else registry
         reg = self.registry
-        self.attempts = Counter(
-            f"{prefix}_job_attempts",
-            "Attempts that ended, by job type and outcome.",
-            ("job_type", "outcome"),
-            registry=reg,
-        )
-        self.run_seconds = Histogram(
-            f"{prefix}_job_run_seconds",
-            "How long attempts ran, by job type.",
-            ("job_type",),
-            buckets=BUCKETS,
-            registry=reg,
-        )
-        self.queue_wait_seconds = Histogram(
-            f"{prefix}_job_queue_wait_seconds",
-            "From enqueue (or the due time) to the start of the attempt, by job type.",
-            ("job_type",),
-            buckets=BUCKETS,
-            registry=reg,
-        )
+        self._attempts = _AttemptTallies(prefix)
+        reg.register(self._attempts)
+        #: ``jdobb_jobs``, by ``status``.
         self.jobs = Gauge(
             f"{prefix}_jobs", "Jobs in the store, by status.", ("status",), registry=reg
         )
+        #: ``jdobb_workers``.
         self.workers = Gauge(f"{prefix}_workers", "Live workers in the registry.", registry=reg)
 
     def instrument(self, worker: Worker) -> None:
         """Count and time every attempt ``worker`` runs (through ``Worker.on_outcome``)."""
-        worker.on_outcome(self.observe)
+        worker.on_outcome(self._attempts.observe)
 
     def observe(self, outcome: JobOutcome) -> None:
         """Record one ended attempt (a ``Worker.on_outcome`` callback)."""
-        job = outcome.job
-        self.attempts.labels(job.job_type, outcome.status).inc()
-        self.run_seconds.labels(job.job_type).observe(outcome.duration)
-        if job.started_at is not None:
-            since = _latest(job.created_at, job.execute_at)
-            wait = (job.started_at - since).total_seconds()
-            self.queue_wait_seconds.labels(job.job_type).observe(max(wait, 0.0))
+        self._attempts.observe(outcome)
 
     async def refresh(self) -> None:
         """Read the store's counts (and live workers) into the gauges.
@@ -155,5 +137,98 @@ class QueueMetrics:
         return make_asgi_app(registry=self.registry)
 
 
-def _latest(created: datetime, due: datetime | None) -> datetime:
-    return created if due is None or due < created else due
+class _AttemptTallies:
+    """The attempts counter and the run-time and queue-wait histograms, as a collector: tallied
+    per job type in plain lists by :meth:`observe`, made into metric families by
+    :meth:`collect` when the registry is scraped (from any thread: hence the lock)."""
+
+    def __init__(self, prefix: str) -> None:
+        self._names = (
+            f"{prefix}_job_attempts",
+            f"{prefix}_job_run_seconds",
+            f"{prefix}_job_queue_wait_seconds",
+        )
+        self._lock = threading.Lock()
+        self._by_type: dict[str, _Tally] = {}
+
+    def observe(self, outcome: JobOutcome) -> None:
+        job_type, duration, wait = outcome.job_type, outcome.duration, outcome.queue_wait
+        with self._lock:
+            tally = self._by_type.get(job_type)
+            if tally is None:
+                tally = self._by_type[job_type] = _Tally()
+            outcomes = tally.outcomes
+            outcomes[outcome.status] = outcomes.get(outcome.status, 0) + 1
+            tally.run[bisect_left(BUCKETS, duration)] += 1
+            tally.run_sum += duration
+            if wait is not None:
+                tally.wait[bisect_left(BUCKETS, wait)] += 1
+                tally.wait_sum += wait
+
+    def describe(self) -> Iterator[Metric]:
+        """The families, empty: how the registry learns their names (and refuses duplicates)."""
+        return iter(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        """The families, filled from a copy of the tallies taken under the lock."""
+        with self._lock:
+            copies = [(job_type, tally.copy()) for job_type, tally in self._by_type.items()]
+        attempts, run, wait = families = self._families()
+        for job_type, tally in copies:
+            for status, count in tally.outcomes.items():
+                attempts.add_metric((job_type, status), count)
+            run.add_metric((job_type,), _cumulative(tally.run), tally.run_sum)
+            wait.add_metric((job_type,), _cumulative(tally.wait), tally.wait_sum)
+        return iter(families)
+
+    def _families(self) -> tuple[CounterMetricFamily, HistogramMetricFamily, HistogramMetricFamily]:
+        attempts, run, wait = self._names
+        return (
+            CounterMetricFamily(
+                attempts,
+                "Attempts that ended, by job type and outcome.",
+                labels=("job_type", "outcome"),
+            ),
+            HistogramMetricFamily(run, "How long attempts ran, by job type.", labels=("job_type",)),
+            HistogramMetricFamily(
+                wait,
+                "From enqueue (or the due time) to the start of the attempt, by job type.",
+                labels=("job_type",),
+            ),
+        )
+
+
+class _Tally:
+    """One job type's counts: attempts by outcome; for each histogram, observations per bucket
+    (``run[i]``: at most ``BUCKETS[i]`` and above the one before; the last: above them all) and
+    their sum."""
+
+    __slots__ = ("outcomes", "run", "run_sum", "wait", "wait_sum")
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, int] = {}
+        self.run = [0] * (len(BUCKETS) + 1)
+        self.run_sum = 0.0
+        self.wait = [0] * (len(BUCKETS) + 1)
+        self.wait_sum = 0.0
+
+    def copy(self) -> _Tally:
+        copy = _Tally()
+        copy.outcomes = dict(self.outcomes)
+        copy.run, copy.run_sum = list(self.run), self.run_sum
+        copy.wait, copy.wait_sum = list(self.wait), self.wait_sum
+        return copy
+
+
+# The ``le`` labels as prometheus_client writes them ("0.001", "1.0", "600.0"; its
+# floatToGoString, which is untyped, gives the same for these bounds).
+_LE = (*(repr(float(bound)) for bound in BUCKETS), "+Inf")
+
+
+def _cumulative(counts: list[int]) -> list[tuple[str, float]]:
+    """Per-bucket counts as Prometheus' ``le`` buckets: each holds all observations up to it."""
+    total, buckets = 0, []
+    for le, count in zip(_LE, counts, strict=True):
+        total += count
+        buckets.append((le, float(total)))
+    return buckets

@@ -20,7 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .. import _policy
 from .._context import HandlerFunc, JobContext
 from .._errors import JobQueueError
-from .._models import JobOutcome, OutcomeStatus
+from .._models import JobOutcome, OutcomeStatus, claimed_outcome
 from .._queue import JobQueue, check_results
 from .._records import JobRecord, Outcome, to_job
 from .backoff import retrying
@@ -82,12 +82,13 @@ class JobRunner:
         self, record: JobRecord, status: OutcomeStatus, outcome: Outcome | None, started: float
     ) -> None:
         """Call the ``on_outcome`` callbacks; one that raises is logged and changes nothing."""
-        told = JobOutcome(
-            job=to_job(record),
-            status=status,
-            error=None if outcome is None else outcome.error,
-            results=None if outcome is None else outcome.results,
-            duration=time.perf_counter() - started,
+        told = claimed_outcome(
+            record,
+            to_job,  # built only if a callback reads outcome.job
+            status,
+            None if outcome is None else outcome.error,
+            None if outcome is None else outcome.results,
+            time.perf_counter() - started,
         )
         for hook in self._hooks:
             try:
