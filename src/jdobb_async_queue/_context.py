@@ -120,11 +120,6 @@ class JobContext:
         )
         await self._queue.backend.update_progress(update, now=self._queue.clock())
 
-    # Kept only until _runtime/handler.py calls set_current_job/reset_current_job: delete then
-    # (tests/test_layers.py lists them as pending reach-ins and fails once they are unused).
-    _enter = set_current_job
-    _leave = staticmethod(reset_current_job)
-
 
 def is_async_callable(func: object) -> bool:
     """An ``async def`` function, or an object whose ``__call__`` is one."""

@@ -18,7 +18,7 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .. import _policy
-from .._context import HandlerFunc, JobContext
+from .._context import HandlerFunc, JobContext, reset_current_job, set_current_job
 from .._errors import JobQueueError
 from .._models import JobOutcome, OutcomeStatus, claimed_outcome
 from .._queue import JobQueue, check_results
@@ -102,7 +102,7 @@ class JobRunner:
             return _failure(record, f"no handler registered for job type {record.job_type!r}")
         ctx = JobContext(self._queue, record, await self._dependency_results(record))
         results: Any
-        token = ctx._enter()
+        token = set_current_job(ctx)
         try:
             with entry.scope:
                 if record.timeout is not None:
@@ -114,7 +114,7 @@ class JobRunner:
         except Exception as exc:
             return None if entry.lost else _failure(record, _describe(exc))
         finally:
-            ctx._leave(token)
+            reset_current_job(token)
         if entry.lost:
             return None
         if entry.scope.cancelled_caught:
