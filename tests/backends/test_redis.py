@@ -609,7 +609,14 @@ class LosesFirstReply:
 
     async def evalsha(self, script: Any, keys: Any, args: Any, **kwargs: Any) -> Any:
         reply = await self._client.evalsha(script, keys, args, **kwargs)
-        if script is self._script and not self.lost:
+        return self._lose(script is self._script, reply)
+
+    async def fcall(self, library: Any, function: str, keys: Any, args: Any, **kw: Any) -> Any:
+        reply = await self._client.fcall(library, function, keys, args, **kw)
+        return self._lose(function == self._script.function, reply)
+
+    def _lose(self, mine: bool, reply: Any) -> Any:
+        if mine and not self.lost:
             from jdobb_async_queue.backends.redis.resp import RedisConnectionError
 
             self.lost += 1

@@ -358,7 +358,14 @@ class _LosesReply:
 
     async def evalsha(self, script: Any, keys: Any, args: Any, **kwargs: Any) -> Any:
         reply = await self._client.evalsha(script, keys, args, **kwargs)
-        if script is self._script and args[2] == self._victim and not self.lost:
+        return await self._lose(script is self._script, args, reply)
+
+    async def fcall(self, library: Any, function: str, keys: Any, args: Any, **kw: Any) -> Any:
+        reply = await self._client.fcall(library, function, keys, args, **kw)
+        return await self._lose(function == self._script.function, args, reply)
+
+    async def _lose(self, mine: bool, args: Any, reply: Any) -> Any:
+        if mine and args[2] == self._victim and not self.lost:
             self.lost += 1
             await self._meanwhile()
             raise RedisConnectionError("lost the connection before the reply (transport hook)")

@@ -1,9 +1,11 @@
 """The claimer actor: claims only as many jobs as there are idle handlers.
 
 Each idle handler sends one credit. The claimer gathers every credit that has piled up and
-claims that many jobs in one backend call, so no job ever waits claimed in a buffer. When the
-queue has nothing due it sleeps until a wake-up (a new job, a retry, a dependency met), the next
-due time, or ``poll_interval``, whichever comes first: never a busy loop.
+claims that many jobs in one backend call, so no job ever waits claimed in a buffer. A claim that
+found some jobs but fewer than asked is followed by another (the backend may hand out only what
+it had at hand, or more may have come meanwhile); once a claim finds nothing, the claimer sleeps
+until a wake-up (a new job, a retry, a dependency met), the next due time, or ``poll_interval``,
+whichever comes first: never a busy loop.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -83,6 +86,10 @@ class Claimer:
             claimed = await self._claim(idle, jobs)
             idle -= claimed
             if idle == 0:
+                continue
+            if claimed:
+                # Let the handlers start what came before claiming the rest.
+                await anyio.lowlevel.checkpoint()
                 continue
             # The queue has nothing more due right now.
             if self._burst is None:

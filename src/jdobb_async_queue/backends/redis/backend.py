@@ -1,7 +1,8 @@
 """The Redis backend: jobs in Redis hashes, every transition one Lua script.
 
 See :mod:`.keys` for the key layout, ``lua/`` for the scripts, :mod:`.notify` for
-pub/sub (wake-ups, cancellations, job updates) and :mod:`.calls` for error mapping and retries.
+pub/sub (wake-ups, cancellations, job updates), :mod:`.handoff` for the jobs handed to idle
+workers and :mod:`.calls` for error mapping and retries.
 Nothing connects before the first call, so a backend can be made outside async code.
 """
 
@@ -36,6 +37,7 @@ from ..._records import (
 from ..base import Notice, QueueBackend
 from . import codec
 from .calls import Caller
+from .handoff import Inbox
 from .keys import KeyLayout
 from .notify import Notifier
 from .resp import InvalidRedisURL, RedisClient
@@ -54,13 +56,15 @@ CLOCK_TOLERANCE = 1.0
 #: Keys deleted per ``UNLINK`` by :meth:`RedisBackend.drop_namespace`.
 DROP_BATCH = 500
 #: The commands the backend sends (scripts included: Redis checks what a script calls too).
-#: (``+scan`` and ``+unlink`` only for :meth:`RedisBackend.drop_namespace`.)
+#: (``+scan`` and ``+unlink`` only for :meth:`RedisBackend.drop_namespace`; without ``+fcall``
+#: and ``+function|load``, or before Redis 7, the backend sends scripts instead of functions.)
 ACL_COMMANDS: tuple[str, ...] = (
-    "+evalsha", "+eval", "+script|load", "+ping", "+select", "+time", "+publish",
-    "+pubsub|numsub", "+subscribe", "+unsubscribe", "+zrangebyscore", "+zrange", "+zrevrange",
-    "+zadd", "+zrem", "+zcard", "+zcount", "+hset", "+hget", "+hmget", "+hgetall", "+hdel",
-    "+hexists", "+hincrby", "+sadd", "+srem", "+smembers", "+exists", "+del", "+set", "+get",
-    "+incrby", "+rename", "+scan", "+unlink",
+    "+fcall", "+function|load", "+evalsha", "+eval", "+script|load", "+ping", "+select",
+    "+time", "+publish", "+pubsub|numsub", "+subscribe", "+unsubscribe", "+zrangebyscore",
+    "+zremrangebyscore", "+zrange", "+zrevrange", "+zadd", "+zrem", "+zcard", "+zcount",
+    "+hset", "+hget", "+hmget", "+hgetall", "+hdel", "+hexists", "+hincrby", "+sadd", "+srem",
+    "+smembers", "+exists", "+expire", "+del", "+set", "+get", "+incrby", "+rename", "+scan",
+    "+unlink",
 )  # fmt: skip
 
 
@@ -116,14 +120,23 @@ class RedisBackend(QueueBackend):
     list of commands. An ACL user for namespace ``default`` (:func:`acl_rule` prints the line
     for another)::
 
-        ACL SETUSER jdobb reset on >PASSWORD ~jdobb:{default}:* &jdobb:{default}:* +evalsha
-          +eval +script|load +ping +select +time +publish +pubsub|numsub +subscribe +unsubscribe
-          +zrangebyscore +zrange +zrevrange +zadd +zrem +zcard +zcount +hset +hget +hmget
-          +hgetall +hdel +hexists +hincrby +sadd +srem +smembers +exists +del +set +get +incrby
-          +rename +scan +unlink
+        ACL SETUSER jdobb reset on >PASSWORD ~jdobb:{default}:* &jdobb:{default}:* +fcall
+          +function|load +evalsha +eval +script|load +ping +select +time +publish +pubsub|numsub
+          +subscribe +unsubscribe
+          +zrangebyscore +zremrangebyscore +zrange +zrevrange +zadd +zrem +zcard +zcount +hset
+          +hget +hmget +hgetall +hdel +hexists +hincrby +sadd +srem +smembers +exists +expire
+          +del +set +get +incrby +rename +scan +unlink
 
-    (one line; ``+scan +unlink`` only for :meth:`drop_namespace`). A password in the URL never
-    appears in logs, messages or reprs.
+    (one line; ``+scan +unlink`` only for :meth:`drop_namespace`; ``+fcall +function|load``
+    let it use Redis functions, see below). A password in the URL never appears in logs,
+    messages or reprs.
+
+    **Functions.** On Redis 7+ every transition runs as a function of one library, loaded on
+    the first call (``FUNCTION LOAD``; named ``jdobb_<digest of its code>``, so two versions of
+    this package side by side each load their own). Where that is not possible (an older
+    server, a user without ``fcall`` or ``function|load``) the same code runs as scripts
+    (``EVALSHA``), a few dozen microseconds slower per call. Libraries of versions no longer
+    running may be removed with ``FUNCTION DELETE``.
     """
 
     name = "redis"
@@ -157,13 +170,15 @@ class RedisBackend(QueueBackend):
         self._keys = KeyLayout(namespace)
         self._prefix = (self._keys.prefix,)
         self._scripts = load_scripts()
-        self._calls = Caller(self._client, retry_for=retry_for)
+        self._calls = Caller(self._client, retry_for=retry_for, library=self._scripts.library)
         self._notifier = Notifier(
             self._client, self._keys, self._snapshot, patience=retry_for, clock=self.local_now
         )
         self._closed = False
         #: worker_id -> the memo key of its last claim that took jobs (see claim.lua).
         self._memos: dict[str, str] = {}
+        #: worker_id -> the jobs handed to it (workers registered here, see :mod:`.handoff`).
+        self._inboxes: dict[str, Inbox] = {}
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self._client.address} namespace={self._keys.namespace!r}>"
@@ -218,6 +233,9 @@ class RedisBackend(QueueBackend):
         if limit <= 0:
             return []
         self._check_open()
+        inbox = self._inboxes.get(worker_id)
+        if inbox:  # jobs handed to this worker: already claimed for it
+            return inbox.take(limit)
         records: list[JobRecord] = []
         while len(records) < limit:
             got, corrupt = await self._claim(job_types, limit - len(records), worker_id, lease, now)
@@ -238,17 +256,32 @@ class RedisBackend(QueueBackend):
     ) -> tuple[list[JobRecord], list[codec.CorruptRecord]]:
         types = [-1] if job_types is None else [len(job_types), *job_types]
         token = uuid.uuid4().hex
-        args = [self._clock(now), "0" + token, worker_id, codec.num(lease), limit, "", *types]
+        # A worker registered here is parked when handlers stay idle (see .handoff); its claims
+        # confirm the hand-offs it received since the last one.
+        inbox = self._inboxes.get(worker_id)
+        park = "" if inbox is None else "1"
+        received = [] if inbox is None else inbox.confirm()
+        args = [self._clock(now), "0" + token, worker_id, codec.num(lease), limit, park, *types]
         # The replay memo is this call's own key (its claimer and token): two claimers sharing
         # this backend can never read or overwrite each other's. The claimer's previous memo
         # (its call is over: its reply came) is deleted by this call.
         memo = self._keys.claim(f"{worker_id}:{token}")
         previous = self._memos.pop(worker_id, memo)
         keys = (self._keys.prefix, memo, previous)
-        reply = await self._calls.script(self._scripts.claim, keys, args, resend_flag=True)
+        try:
+            reply = await self._calls.script(
+                self._scripts.claim, keys, [*args, *received], resend_flag=True
+            )
+        except BaseException:
+            if inbox is not None:
+                inbox.unconfirm(received)
+            raise
         if len(reply) > 2:
             self._memos[worker_id] = memo
-        return codec.claimed_records(reply, worker_id=worker_id)
+        records, corrupt = codec.claimed_records(reply, worker_id=worker_id)
+        if inbox is not None:
+            inbox.delivered(records)
+        return records, corrupt
 
     async def finish(self, outcome: Outcome, *, now: float) -> bool:
         return (await self.finish_many([outcome], now=now))[0]
@@ -378,10 +411,36 @@ class RedisBackend(QueueBackend):
     async def register_worker(self, worker: WorkerRecord, *, now: float) -> None:
         record = msgspec.structs.replace(worker, heartbeat_at=0.0)
         args = [self._clock(now), "register", worker.id, msgspec.json.encode(record)]
+        await self._listen_for_handoffs(worker.id)
         await self._run(self._scripts.workers, args)
 
+    async def _listen_for_handoffs(self, worker_id: str) -> None:
+        """A registered worker runs a claimer, which comes back for what it is handed: listen
+        on its channel (before its first claim, which may park it)."""
+        channel = self._keys.handoff(worker_id)
+        if self._notifier.attached(channel):
+            return
+        inbox = self._inboxes.setdefault(worker_id, Inbox())
+
+        def receive(data: bytes) -> None:
+            try:
+                inbox.offer(codec.handed_records(data))
+            except codec.CorruptRecord as exc:
+                # Not confirmed, so the worker's next claim hands them out again one by one.
+                log.error("ignored an undecodable hand-off for %s: %s", worker_id, exc)
+
+        self._check_open()
+        await self._notifier.attach(channel, receive)
+
     async def remove_worker(self, worker_id: str) -> None:
-        await self._run(self._scripts.workers, [self._clock(self.local_now()), "remove", worker_id])
+        received: list[str] = []
+        inbox = self._inboxes.pop(worker_id, None)
+        if inbox is not None:
+            # Jobs handed but not taken are handed back by the script below.
+            await self._notifier.detach(self._keys.handoff(worker_id))
+            received = inbox.confirm()
+        args = [self._clock(self.local_now()), "remove", worker_id, *received]
+        await self._run(self._scripts.workers, args)
 
     async def list_workers(self, *, now: float) -> list[WorkerRecord]:
         reply = await self._run(self._scripts.workers, [self._clock(now), "list"])

@@ -14,10 +14,17 @@ recognises the first attempt's effect instead of applying its own twice: ``enque
 stored spec, ``claim`` by its token (the same jobs come back), ``finish``, ``cancel`` and
 ``retry`` by the call's token, which the first attempt stored in the job's ``op`` field.
 Fenced worker reports are idempotent anyway.
+
+Where the server has Redis functions (7.0+) and the user may call and load them, a script runs as
+the function of the same code in the backend's library (``FCALL``; see ``redis/scripts.py``),
+which spares Redis re-running every shared definition on each call. The first call that finds
+functions unavailable (an older server: "unknown command"; an ACL without ``fcall`` or
+``function|load``: NOPERM) switches that backend to ``EVALSHA`` for good.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +33,7 @@ import anyio
 
 from ..._errors import BackendUnavailable, ConfigurationError, JobQueueError, QueueClosedError
 from .resp import (
+    Library,
     RedisArg,
     RedisAuthError,
     RedisClient,
@@ -43,17 +51,25 @@ TRANSIENT_REPLIES = frozenset({"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "REA
 #: Index in ARGV of the resend flag of the scripts that have one.
 RESEND_FLAG = 1
 
+log = logging.getLogger("jdobb_async_queue.backend")
+
 
 class Caller:
     """Runs scripts and commands on one client, with the backend's retry policy.
 
     :param client: the transport client
     :param retry_for: seconds to keep retrying through an outage before giving up
+    :param library: the library holding the scripts as functions (None: scripts only)
     """
 
-    def __init__(self, client: RedisClient, *, retry_for: float) -> None:
+    def __init__(
+        self, client: RedisClient, *, retry_for: float, library: Library | None = None
+    ) -> None:
         self._client = client
         self._retry_for = retry_for
+        self._library = library
+        #: Whether scripts run as functions: None until the first call tells.
+        self.functions: bool | None = None if library is not None else False
 
     async def script(
         self,
@@ -73,11 +89,25 @@ class Caller:
         deadline = anyio.current_time() + self._retry_for
         while True:
             try:
-                return await self._client.evalsha(script, keys, args)
+                return await self._run(script, keys, args)
             except RedisTransportError as exc:
                 failures = await self._back_off(exc, failures, deadline)
             if resend_flag:
                 args[RESEND_FLAG] = "1" + str(args[RESEND_FLAG])[1:]
+
+    async def _run(self, script: Script, keys: Sequence[RedisArg], args: list[RedisArg]) -> Any:
+        if self.functions is not False and self._library and script.function:
+            try:
+                reply = await self._client.fcall(self._library, script.function, keys, args)
+            except RedisReplyError as exc:
+                if not _no_functions(exc):
+                    raise
+                log.info("Redis functions are not available here (%s): using scripts", exc)
+                self.functions = False
+            else:
+                self.functions = True
+                return reply
+        return await self._client.evalsha(script, keys, args)
 
     async def command(self, *args: RedisArg) -> Any:
         """Run one command (reads and idempotent writes only), with the same policy."""
@@ -104,6 +134,14 @@ class Caller:
             raise translate(exc, self._client.address, retried_for=self._retry_for) from exc
         await anyio.sleep(delay)
         return failures + 1
+
+
+def _no_functions(exc: RedisReplyError) -> bool:
+    """Whether the server or the user rules out functions (not: a function that failed)."""
+    text = exc.message.lower()
+    if exc.code == "NOPERM":
+        return "'fcall'" in text or "'function" in text
+    return "unknown command" in text and ("fcall" in text or "function" in text)
 
 
 def is_transient(exc: RedisTransportError) -> bool:

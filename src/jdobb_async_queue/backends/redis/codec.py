@@ -23,6 +23,7 @@ __all__ = [
     "encode_json",
     "enqueue_args",
     "finish_args",
+    "handed_records",
     "num",
     "opt",
     "progress_args",
@@ -32,6 +33,7 @@ __all__ = [
 encode_json = msgspec.json.Encoder().encode
 _decode_record = msgspec.json.Decoder(JobRecord).decode
 _decode_ids = msgspec.json.Decoder(list[str]).decode
+_decode_handed = msgspec.json.Decoder(list[JobRecord]).decode
 
 
 class CorruptRecord(Exception):
@@ -201,6 +203,18 @@ def claimed_records(
             continue
         records.append(r)
     return records, corrupt
+
+
+def handed_records(data: bytes) -> list[JobRecord]:
+    """The jobs of a hand-off message (see ``hand_off`` in ``lib.lua``): a JSON array of records.
+
+    :raises CorruptRecord: if any of them cannot be decoded (the claimer's next claim hands
+        them out again, one by one, and sets aside the corrupt one)
+    """
+    try:
+        return _decode_handed(data)
+    except (msgspec.DecodeError, ValueError) as exc:
+        raise CorruptRecord("(a hand-off)", str(exc)) from None
 
 
 def decode_records(raw: list[Any]) -> tuple[list[JobRecord], list[CorruptRecord]]:

@@ -27,12 +27,21 @@ key (after the prefix)          type   holds
                                        lost reply returns the same jobs (expires in 60 s); one
                                        key per call, so claimers sharing a backend never clash
 ``corrupt:<id>``                hash   a job whose record could not be decoded, set aside
+``park:<worker id>``            hash   a parked worker (idle handlers, listening for hand-offs):
+                                       ``credit`` (jobs it may still be handed), ``lease``,
+                                       ``types`` (JSON); expires with the park
+``parked:<job_type>``           zset   parked workers taking that type, score: when the park
+                                       lapses unless the worker claims again
+``handed:<worker id>``          set    ``<fence>|<id>`` of jobs handed to that worker whose
+                                       arrival it has not confirmed yet (its next claim does)
 ``workers``                     hash   the worker registry: worker id -> its record (JSON)
 ``heartbeats``                  zset   worker id, score: the store's time of its last heartbeat
 ==============================  =====  ==========================================================
 
-Channels (pub/sub, not keys): ``notices`` ("jobs", "cancel <fence> <id>") and ``updates:<id>`` (the
-job's :class:`~jdobb_async_queue._records.UpdateRecord` as JSON).
+Channels (pub/sub, not keys): ``notices`` ("jobs", "cancel <fence> <id>"), ``updates:<id>`` (the
+job's :class:`~jdobb_async_queue._records.UpdateRecord` as JSON) and ``handoff:<worker id>`` (jobs
+claimed for that parked worker by the call that made them claimable, as a JSON array of
+:class:`~jdobb_async_queue._records.JobRecord`).
 
 The Lua scripts get the same names from :func:`lua_header`, generated from the tables below, so
 a name is spelled in this module only.
@@ -69,7 +78,11 @@ FAMILIES: dict[str, str] = {
     "K_EXPIRY": "expiry:",
     "K_CLAIM": "claim:",
     "K_CORRUPT": "corrupt:",
+    "K_PARK": "park:",
+    "K_PARKED": "parked:",
+    "K_HANDED": "handed:",
     "CH_UPDATES": "updates:",
+    "CH_HANDOFF": "handoff:",
 }
 
 _GLOB_SPECIALS = "\\*?[]"
@@ -104,6 +117,10 @@ class KeyLayout:
         """The channel of one job's updates."""
         return (self.prefix + FAMILIES["CH_UPDATES"] + job_id).encode()
 
+    def handoff(self, worker_id: str) -> bytes:
+        """The channel on which a parked worker is handed jobs."""
+        return (self.prefix + FAMILIES["CH_HANDOFF"] + worker_id).encode()
+
     def claim(self, token: str) -> str:
         """The key remembering what one claim call took."""
         return self.prefix + FAMILIES["K_CLAIM"] + token
@@ -122,9 +139,10 @@ class KeyLayout:
 
 
 def lua_header() -> str:
-    """Lua definitions of every name above, relative to ``KEYS[1]`` (the namespace prefix)."""
-    lines = ["local P = KEYS[1]"]
-    lines += [f"local {name} = P .. '{suffix}'" for name, suffix in FIXED_KEYS.items()]
+    """Lua definitions of every name above, relative to ``KEYS[1]`` (the namespace prefix);
+    those that depend on the call end in ``-- per call`` (see ``lua/lib.lua``)."""
+    lines = ["local P = KEYS[1] -- per call"]
+    lines += [f"local {name} = P .. '{suffix}' -- per call" for name, suffix in FIXED_KEYS.items()]
     lines += [
         f"local function {name}(x) return P .. '{prefix}' .. x end"
         for name, prefix in FAMILIES.items()

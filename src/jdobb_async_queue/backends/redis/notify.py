@@ -11,6 +11,10 @@ mailbox empty either reads the connection itself (dispatching every message it r
 mailboxes it belongs to) or, if another task is reading, waits until that task has dispatched
 something or stopped reading.
 
+A channel may also be given a *sink* (:meth:`Notifier.attach`): its messages go to that callback,
+and every listener gets a ``"jobs"`` notice. The backend receives the jobs handed to its parked
+workers that way (see ``hand_off`` in ``lua/lib.lua``).
+
 Pub/sub is fire-and-forget: messages published while the connection was down are lost. After a
 reconnect every listener gets a ``"jobs"`` notice (claim again: something may have become
 claimable meanwhile) and every subscriber a fresh snapshot of its job (its terminal update may
@@ -96,6 +100,7 @@ class Notifier:
         self._patience = patience
         self._pubsub: PubSub | None = None
         self._boxes: dict[bytes, set[Mailbox[object]]] = {}
+        self._sinks: dict[bytes, Callable[[bytes], None]] = {}
         self._lock = anyio.Lock()  # serialises (un)subscriptions
         self._reading = False
         self._changed = anyio.Event()
@@ -116,6 +121,7 @@ class Notifier:
             if pubsub is not None:
                 pubsub.abandon()
             self._boxes.clear()
+            self._sinks.clear()
             self._lock = anyio.Lock()
             self._reading = False
             self._changed = anyio.Event()
@@ -148,6 +154,41 @@ class Notifier:
             yield _Updates(self, box, job_id)
         finally:
             await self._remove(channel, box)
+
+    def attached(self, channel: bytes) -> bool:
+        """Whether ``channel`` has a sink on this event loop's connection."""
+        self._bind_loop()
+        return channel in self._sinks
+
+    async def attach(self, channel: bytes, sink: Callable[[bytes], None]) -> None:
+        """Subscribe to ``channel``: each message goes to ``sink`` (called in the event loop,
+        by whichever task reads the connection), then every listener gets a ``"jobs"`` notice.
+
+        :raises BackendUnavailable: if the server cannot be reached (nothing is attached)
+        """
+        self._bind_loop()
+        async with self._lock:
+            self._sinks[channel] = sink
+            try:
+                pubsub = await self._connected()
+                await pubsub.subscribe(channel)
+            except RedisTransportError as exc:
+                del self._sinks[channel]
+                raise translate(exc, self._client.address) from exc
+            except BaseException:
+                del self._sinks[channel]
+                raise
+
+    async def detach(self, channel: bytes) -> None:
+        """Unsubscribe the sink of ``channel`` (a message already on its way is dropped)."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            async with self._lock:
+                if self._sinks.pop(channel, None) is None or self._pubsub is None:
+                    return
+                try:
+                    await self._pubsub.unsubscribe(channel)
+                except (RedisConnectionError, RedisTimeoutError):
+                    pass  # the connection is gone, and the subscription with it
 
     async def aclose(self) -> None:
         """Close the pub/sub connection; waiting readers end."""
@@ -211,16 +252,24 @@ class Notifier:
     # -- reading -------------------------------------------------------------------------------
 
     async def next_item(self, box: Mailbox[object], *, patient: bool) -> object:
-        """Wait for the next item of ``box``, reading the connection when nobody else does."""
+        """Wait for the next item of ``box``, reading the connection when nobody else does.
+
+        Before it starts reading, the caller yields once: whoever its last item woke (a claimer
+        with a hand-off to take) runs first, rather than after the next read is set up.
+        """
+        yielded = False
         while True:
             try:
                 return box.get_nowait()
             except anyio.WouldBlock:
                 pass
             if self._closed:
-                raise StopAsyncIteration
+                raise QueueClosedError("the Redis backend")
             if self._reading:
                 await self._changed.wait()
+            elif not yielded:
+                yielded = True
+                await anyio.lowlevel.checkpoint()
             else:
                 await self._read(patient)
 
@@ -246,7 +295,7 @@ class Notifier:
             message = await pubsub.get_message()
         except RedisTransportError as exc:
             if self._closed:
-                raise StopAsyncIteration from None
+                raise QueueClosedError("the Redis backend") from None
             if not is_transient(exc):
                 raise translate(exc, self._client.address) from exc
             await self._wait_out_outage(exc, patient)
@@ -276,6 +325,12 @@ class Notifier:
                 box.put(item)
 
     def _dispatch(self, channel: bytes, data: bytes) -> None:
+        sink = self._sinks.get(channel)
+        if sink is not None:
+            sink(data)
+            for box in self._boxes.get(self._keys.notices, ()):
+                box.put(_JOBS)
+            return
         boxes = self._boxes.get(channel)
         if not boxes:
             return
@@ -294,6 +349,9 @@ class Notifier:
     async def snapshot(self, job_id: str) -> UpdateRecord | None:
         """The job's current state as an update (after a reconnect)."""
         return await self._snapshot(job_id)
+
+
+_JOBS = Notice("jobs")
 
 
 def _notice(data: bytes) -> Notice:

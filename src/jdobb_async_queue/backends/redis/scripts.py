@@ -10,10 +10,20 @@ policy each stay in one place: the scripts apply decided outcomes and hold no re
 
 Only the definitions a script uses (transitively) go into it: Redis runs a script's whole chunk
 on every call, and creating closures it never calls costs microseconds per call.
+
+On Redis 7+ the same code also makes one *function library* (:func:`library_source`): every
+definition is made once, when the library is loaded, and each script is a function of it, so a
+call runs just its own body (tens of microseconds less per call than the script, more when the
+server's caches are cold). The definitions that depend on the call (marked ``-- per call``, see
+``lua/lib.lua``) are declared at the top and assigned again at the start of each call. The
+library's name carries a digest of its code, so processes running different versions of this
+package each find their own. The backend uses the library where the server and the user allow
+(``FCALL`` and ``FUNCTION LOAD``) and the scripts otherwise.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,15 +35,16 @@ from ..._policy import DEFAULT_MAX_LOST, dependency_error, lost_ends_job, lost_e
 from ..._states import Event, sources
 from ..base import WORKER_TTL
 from .keys import lua_header
-from .resp import Script
+from .resp import Library, Script
 
-__all__ = ["Scripts", "constants_header", "load_scripts"]
+__all__ = ["Scripts", "constants_header", "library_source", "load_scripts"]
 
 _LUA_PACKAGE = "jdobb_async_queue.backends.redis"
 _TERMINAL = (JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED)
 _DEFINITION = re.compile(r"^local (?:function )?([A-Za-z_][\w, ]*?)\s*(?:=|\()", re.M)
 _WORD = re.compile(r"[A-Za-z_]\w*")
 _COMMENT = re.compile(r"--[^\n]*")
+_PER_CALL = re.compile(r"^local ([A-Za-z_][\w, ]*?)\s*=\s*(.*?)\s*-- per call$")
 
 
 def _lua_string(text: str) -> str:
@@ -143,7 +154,7 @@ def _source(name: str) -> str:
 
 @dataclass(frozen=True)
 class Scripts:
-    """Every script the backend calls."""
+    """Every script the backend calls, and the library holding them as functions."""
 
     enqueue: Script
     claim: Script
@@ -160,6 +171,11 @@ class Scripts:
     next_due: Script
     setaside: Script
     workers: Script
+    library: Library
+
+
+def _names() -> list[str]:
+    return [name for name in Scripts.__dataclass_fields__ if name != "library"]
 
 
 def assemble(name: str) -> str:
@@ -169,7 +185,45 @@ def assemble(name: str) -> str:
     return _used(body, blocks) + "\n" + body
 
 
+def library_source() -> tuple[str, dict[str, str]]:
+    """The function library of every script: its code, and each script's function name."""
+    declared, begin = [], []
+    for line in (constants_header() + "\n" + _source("lib")).splitlines():
+        per_call = _PER_CALL.match(line)
+        if per_call:
+            declared.append(f"local {per_call.group(1)}")
+            begin.append(f"  {per_call.group(1)} = {per_call.group(2)}")
+        else:
+            declared.append(line)
+    bodies = {name: _source(name) for name in _names()}
+    digest = hashlib.sha1(usedforsecurity=False)
+    for part in (*declared, *begin, *bodies.values()):
+        digest.update(part.encode() + b"\n")
+    name = f"jdobb_{digest.hexdigest()[:16]}"
+    functions = {script: f"{name}_{script}" for script in bodies}
+    parts = [
+        f"#!lua name={name}",
+        "local KEYS, ARGV",
+        *declared,
+        "local function begin(keys, args)",
+        "  KEYS, ARGV = keys, args",
+        *begin,
+        "end",
+    ]
+    for script, body in bodies.items():
+        parts += [
+            f"redis.register_function('{functions[script]}', function(keys, args)",
+            "begin(keys, args)",
+            body,
+            "end)",
+        ]
+    return "\n".join(parts) + "\n", functions
+
+
 @cache
 def load_scripts() -> Scripts:
-    """Assemble and hash every script (once per process)."""
-    return Scripts(**{name: Script(assemble(name)) for name in Scripts.__dataclass_fields__})
+    """Assemble and hash every script, and the library (once per process)."""
+    source, functions = library_source()
+    library = Library(source.split("\n", 1)[0].removeprefix("#!lua name="), source)
+    scripts = {name: Script(assemble(name), function=functions[name]) for name in _names()}
+    return Scripts(**scripts, library=library)

@@ -115,9 +115,27 @@ local function store(r)
     local f = {status = 'pending', ttl = r.ttl, unique_key = r.unique_key}
     end_job(r.id, f, 'cancelled', {'error', dependency_error(broken, broken_status)})
   else
-    extend(fields, {'where', index(r.id, r)})
+    r.where = index(r.id, r)
+    extend(fields, {'where', r.where})
     call('HSET', key, unpack(fields))
   end
+end
+
+-- Hand the new claimable jobs to parked workers (lib.lua). If that took all of them, and none
+-- was scheduled (idle workers must learn of a new due time), no notice is needed.
+local function hand_off_fresh(fresh)
+  local ready, scheduled = {}, false
+  for _, r in ipairs(fresh) do
+    if r.where == 'ready' then
+      ready[r.job_type] = true
+    end
+    scheduled = scheduled or r.where == 'scheduled'
+  end
+  local left = false
+  for job_type in pairs(ready) do
+    left = hand_off(job_type) or left
+  end
+  return left or scheduled
 end
 
 local records = read_records()
@@ -132,7 +150,7 @@ if fresh then
   for _, r in ipairs(fresh) do
     store(r)
   end
-  woke = woke or #fresh > 0
+  woke = woke and hand_off_fresh(fresh)
   wake_workers()
 end
 return ids

@@ -10,24 +10,25 @@ local function finish(id, kind, fence, results, err, delay)
   if not held(f, fence, EVENTS[kind]) then
     return RESENT and f and changed_by_first_attempt(id, fence) and 1 or 0
   end
+  local op = {'op', OP} -- marks the job as changed by this call, in the same HSET (`mark`)
   if kind == 'complete' then
-    local fields = {'progress', '1.0'}
+    extend(op, {'progress', '1.0'})
     if results then
-      extend(fields, {'results', results})
+      extend(op, {'results', results})
     end
-    end_job(id, f, 'complete', fields, {'error'})
+    end_job(id, f, 'complete', op, {'error'})
   elseif kind == 'release' then
     call('HDEL', K_JOB(id), 'message', 'started_at')
-    requeue(id, f, nil, {'attempts', tonumber(f.attempts) - 1, 'progress', '0.0'})
+    requeue(id, f, nil, extend(op, {'attempts', tonumber(f.attempts) - 1, 'progress', '0.0'}))
   elseif kind == 'retry' then
     if not err then
       call('HDEL', K_JOB(id), 'error')
     end
-    requeue(id, f, fmt(NOW + delay), err and {'error', err} or nil)
+    requeue(id, f, fmt(NOW + delay), extend(op, err and {'error', err} or nil))
   else
-    end_job(id, f, 'failed', err and {'error', err} or nil, not err and {'error'} or nil)
+    end_job(id, f, 'failed', extend(op, err and {'error', err} or nil),
+      not err and {'error'} or nil)
   end
-  mark(id)
   return 1
 end
 

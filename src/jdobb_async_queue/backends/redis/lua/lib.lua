@@ -2,6 +2,12 @@
 -- after the generated ones (key names, state machine, backoff): see `redis/scripts.py`. Every
 -- top-level definition starts with `local` at the start of a line, comments just above it.
 --
+-- A definition whose line ends in "-- per call" depends on the call (its KEYS, ARGV, the time):
+-- as a script it runs with the rest; in the function library (Redis 7+, see `redis/scripts.py`),
+-- where everything else is defined once when the library is loaded, it is assigned again at
+-- the start of every call. Nothing else may change between calls: no other top-level value is
+-- assigned after its definition, and tables defined here are only read.
+--
 -- Conventions: KEYS[1] is the namespace prefix (its hash tag routes the call); ARGV[1] is the
 -- clock: `now` as the caller formatted it (a test clock drives the store: stored verbatim, so
 -- Python reads back the very float it sent), or '~' .. the caller's now: the server's TIME is
@@ -10,7 +16,7 @@
 -- from the job's hash. Redis calls are the cost here (a few microseconds each): read a job's
 -- fields with one HMGET and write them with one HSET where possible.
 
-local call = redis.call
+local call = redis.call -- per call
 
 -- Shortest decimal text that reads back as exactly `x`.
 local function fmt(x)
@@ -33,7 +39,7 @@ local function clock()
   return now, fmt(now), tonumber(string.sub(arg, 2))
 end
 
-local NOW, NOW_S, CALLER_NOW = clock()
+local NOW, NOW_S, CALLER_NOW = clock() -- per call
 
 -- An absolute time on the caller's clock (text), as text on the store's clock. Clocks within
 -- CLOCK_TOLERANCE seconds of each other count as agreeing (the difference is mostly the call's
@@ -65,7 +71,7 @@ end
 
 -- Sequence numbers (enqueue order and update order) from one counter, reserved in growing
 -- chunks: a script that needs many pays for few INCRBYs, and at most half of them are wasted.
-local seq_next, seq_last, seq_chunk = 1, 0, 1
+local seq_next, seq_last, seq_chunk = 1, 0, 1 -- per call
 local function next_seq()
   if seq_next > seq_last then
     seq_last = call('INCRBY', K_SEQ, seq_chunk)
@@ -90,7 +96,7 @@ local SCHED_ID_AT = 17 -- where the id starts in a `scheduled` member
 -- Whoever made jobs claimable (or moved a due time) sets this; `wake_workers` publishes one
 -- "jobs" notice at the end of the script, unless one is out already and no claimer has found
 -- the queue empty since (then every idle worker has a notice to read).
-local woke = false
+local woke = false -- per call
 
 local function wake_workers()
   if woke and call('SET', K_QUIET, '1', 'NX') then
@@ -105,10 +111,10 @@ local CLAIMED_FIELDS = {'spec', 'attempts', 'fence', 'progress', 'message', 'err
 -- Fields a job's transitions read, with one HMGET: those ending a job, and those it needs to be
 -- filed again.
 local ENDING = {'status', 'fence', 'ttl', 'unique_key', 'dependents', 'where', 'job_type',
-  'rank', 'seq'}
+  'rank', 'seq', 'update_seq'}
 local FIELDS = {'status', 'fence', 'ttl', 'unique_key', 'dependents', 'where', 'job_type',
-  'rank', 'seq', 'attempts', 'max_retries', 'retry_delay', 'execute_at', 'pending_deps',
-  'expires_at', 'lost', 'max_lost'}
+  'rank', 'seq', 'update_seq', 'attempts', 'max_retries', 'retry_delay', 'execute_at',
+  'pending_deps', 'expires_at', 'lost', 'max_lost'}
 
 -- The job's `names` (default: FIELDS) as a table (absent ones nil), or nil if there is no such
 -- job. `names` must start with 'status'.
@@ -140,14 +146,29 @@ local function alive_status(id)
 end
 
 -- Move the job to status `new` (the status zsets keep the order of updates), setting `fields`
--- (an array of field, value, ...) in the same HSET.
-local function set_status(id, old, new, fields)
+-- (an array of field, value, ...) in the same HSET; `update_seq` is the job's (as read with its
+-- other fields), or nil to count up on the server.
+local function set_status(id, old, new, fields, update_seq)
   if old then
     call('ZREM', K_STATUS(old), id)
   end
   call('ZADD', K_STATUS(new), next_seq(), id)
-  call('HSET', K_JOB(id), 'status', new, 'updated_at', NOW_S, unpack(fields or {}))
-  call('HINCRBY', K_JOB(id), 'update_seq', 1)
+  fields = fields or {}
+  if update_seq then
+    call('HSET', K_JOB(id), 'status', new, 'updated_at', NOW_S, 'update_seq',
+      tonumber(update_seq) + 1, unpack(fields))
+  else
+    call('HSET', K_JOB(id), 'status', new, 'updated_at', NOW_S, unpack(fields))
+    call('HINCRBY', K_JOB(id), 'update_seq', 1)
+  end
+end
+
+-- Call `command` on `key` with the values of `items` after it, in calls of at most 1000 values
+-- (Lua's unpack has a limit).
+local function call_many(command, key, items)
+  for first = 1, #items, 1000 do
+    call(command, key, unpack(items, first, math.min(first + 999, #items)))
+  end
 end
 
 local function json_str(s)
@@ -164,12 +185,8 @@ local function publish_gone(id)
     .. NOW_S .. ',"gone":true}')
 end
 
--- Publish the job's UpdateRecord on its channel, if anybody listens there.
-local function publish_update(id)
-  local channel = CH_UPDATES(id)
-  if call('PUBSUB', 'NUMSUB', channel)[2] == 0 then
-    return
-  end
+-- Publish the job's UpdateRecord on its channel.
+local function publish_record(id, channel)
   local f = call('HMGET', K_JOB(id), 'status', 'progress', 'message', 'results', 'error',
     'updated_at', 'update_seq')
   local out = {'{"job_id":', json_str(id), ',"status":"', f[1], '","progress":', f[2] or '0',
@@ -185,6 +202,31 @@ local function publish_update(id)
   end
   out[#out + 1] = '}'
   call('PUBLISH', channel, table.concat(out))
+end
+
+-- Publish the job's UpdateRecord on its channel, if anybody listens there.
+local function publish_update(id)
+  local channel = CH_UPDATES(id)
+  if call('PUBSUB', 'NUMSUB', channel)[2] > 0 then
+    publish_record(id, channel)
+  end
+end
+
+-- publish_update for many jobs, asking for their listeners with one call.
+local function publish_updates(ids)
+  local channels = {}
+  for i, id in ipairs(ids) do
+    channels[i] = CH_UPDATES(id)
+  end
+  for first = 1, #channels, 1000 do
+    local counts = call('PUBSUB', 'NUMSUB', unpack(channels, first,
+      math.min(first + 999, #channels)))
+    for i = 2, #counts, 2 do
+      if counts[i] > 0 then
+        publish_record(ids[first + i / 2 - 1], counts[i - 1])
+      end
+    end
+  end
 end
 
 local INT_FIELDS = {'lost', 'max_lost', 'update_seq'}
@@ -359,7 +401,7 @@ local function end_one(id, f, status, fields, drop, todo)
     extend(fields, {'expires_at', expires_at})
     call('ZADD', K_EXPIRY(status), expires_at, id)
   end
-  set_status(id, f.status, status, fields)
+  set_status(id, f.status, status, fields, f.update_seq)
   if f.unique_key and call('HGET', K_UNIQUE, f.unique_key) == id then
     call('HDEL', K_UNIQUE, f.unique_key)
   end
@@ -432,7 +474,7 @@ local function requeue(id, f, execute_at, fields)
   if execute_at then
     extend(fields, {'execute_at', execute_at})
   end
-  set_status(id, 'processing', 'pending', fields)
+  set_status(id, 'processing', 'pending', fields, f.update_seq)
   publish_update(id)
 end
 
@@ -447,7 +489,7 @@ end
 
 -- For a call sent again after its reply was lost: whether the first attempt already changed the
 -- job. Each call carries a token of its own (OP), which the changes it makes store in `op`.
-local RESENT, OP = string.sub(ARGV[2], 1, 1) == '1', string.sub(ARGV[2], 2)
+local RESENT, OP = string.sub(ARGV[2] or '', 1, 1) == '1', string.sub(ARGV[2] or '', 2) -- per call
 local function changed_by_first_attempt(id, fence)
   local f = call('HMGET', K_JOB(id), 'op', 'fence')
   return f[1] == OP and (fence == nil or f[2] == fence)
@@ -456,4 +498,172 @@ end
 -- Mark the job as changed by this call (see `changed_by_first_attempt`).
 local function mark(id)
   call('HSET', K_JOB(id), 'op', OP)
+end
+
+-- The first `limit` ready jobs of the given types, {score, id, job_type}, in claim order.
+local function candidates(types, limit)
+  local found = {}
+  for _, job_type in ipairs(types) do
+    local head = call('ZRANGE', K_READY(job_type), 0, limit - 1, 'WITHSCORES')
+    for i = 1, #head, 2 do
+      found[#found + 1] = {tonumber(head[i + 1]), head[i], job_type}
+    end
+  end
+  table.sort(found, function(a, b) return a[1] < b[1] end)
+  return found
+end
+
+-- Claim one ready job (already out of its ready zset and indexed as PROCESSING) for
+-- `worker_id` until `lease_until`; append its id and CLAIMED_FIELDS to `out`. Returns its new
+-- fence.
+local function claim_one(id, worker_id, lease_until, out)
+  local f = call('HMGET', K_JOB(id), unpack(CLAIMED_FIELDS))
+  f[2], f[3], f[11] = tonumber(f[2]) + 1, tonumber(f[3]) + 1, (tonumber(f[11]) or 0) + 1
+  call('HDEL', K_JOB(id), 'where')
+  call('HSET', K_JOB(id), 'status', 'processing', 'updated_at', NOW_S, 'update_seq', f[11],
+    'attempts', f[2], 'fence', f[3], 'worker_id', worker_id, 'started_at', NOW_S,
+    'lease_expires_at', lease_until)
+  out[#out + 1] = id
+  for i = 1, #CLAIMED_FIELDS do
+    out[#out + 1] = f[i]
+  end
+  return f[3]
+end
+
+-- Claim up to `limit` ready jobs of `types` for `worker_id`, by priority then enqueue order
+-- (appended to `out` as by claim_one). Returns their ids and fences. The index entries of all
+-- of them are moved with a few calls, whatever their number.
+local function claim_ready(types, limit, worker_id, lease_until, out)
+  local ids, fences, by_type = {}, {}, {}
+  if limit <= 0 then
+    return ids, fences
+  end
+  for _, c in ipairs(candidates(types, limit)) do
+    if #ids >= limit then
+      break
+    end
+    ids[#ids + 1] = c[2]
+    by_type[c[3]] = extend(by_type[c[3]] or {}, {c[2]})
+  end
+  if #ids == 0 then
+    return ids, fences
+  end
+  for job_type, taken in pairs(by_type) do
+    call_many('ZREM', K_READY(job_type), taken)
+    if call('EXISTS', K_READY(job_type)) == 0 then
+      call('SREM', K_TYPES, job_type)
+    end
+  end
+  local leases, processing = {}, {}
+  for _, id in ipairs(ids) do
+    extend(leases, {lease_until, id})
+    extend(processing, {next_seq(), id})
+  end
+  call_many('ZADD', K_LEASES, leases)
+  call_many('ZREM', K_STATUS('pending'), ids)
+  call_many('ZADD', K_STATUS('processing'), processing)
+  for i, id in ipairs(ids) do
+    fences[i] = claim_one(id, worker_id, lease_until, out)
+  end
+  publish_updates(ids)
+  return ids, fences
+end
+
+-- Parking. A worker whose claim left handlers idle, and which listens on its hand-off channel,
+-- is parked: the next jobs of its types are claimed for it by the call that makes them
+-- claimable (`hand_off`) and published to it, saving it the round trip of a claim. The park
+-- lapses PARK_TTL seconds after the worker's last claim, and a worker whose connection is gone
+-- (no subscriber on its channel) is unparked when found.
+local PARK_TTL = 60
+local function unpark(worker_id)
+  local types = call('HGET', K_PARK(worker_id), 'types')
+  if not types then
+    return
+  end
+  for _, job_type in ipairs(cjson.decode(types)) do
+    call('ZREM', K_PARKED(job_type), worker_id)
+  end
+  call('DEL', K_PARK(worker_id))
+end
+
+-- Park `worker_id` with `credit` idle handlers for jobs of `types`, leased for `lease` seconds.
+local function park(worker_id, credit, lease, types)
+  local key = K_PARK(worker_id)
+  call('HSET', key, 'credit', credit, 'lease', lease, 'types', cjson.encode(types))
+  call('EXPIRE', key, PARK_TTL)
+  local lapses = fmt(NOW + PARK_TTL)
+  for _, job_type in ipairs(types) do
+    call('ZADD', K_PARKED(job_type), lapses, worker_id)
+  end
+end
+
+-- Claim ready jobs of `job_type` (and of the other types of each worker) for the workers
+-- parked on that type, as many as each has credit for, and publish them on each worker's
+-- channel; remember them in its `handed` set until its next claim confirms their arrival.
+-- Returns whether jobs of `job_type` may still be ready afterwards.
+local function hand_off(job_type)
+  local parked = K_PARKED(job_type)
+  call('ZREMRANGEBYSCORE', parked, '-inf', '(' .. NOW_S)
+  local workers = call('ZRANGE', parked, 0, -1)
+  if #workers > 0 then
+    promote(1000) -- as a claim would: jobs that came due meanwhile go first
+  end
+  for n, worker_id in ipairs(workers) do
+    if n > 1 and call('EXISTS', K_READY(job_type)) == 0 then
+      return false
+    end
+    local channel = CH_HANDOFF(worker_id)
+    local p = call('HMGET', K_PARK(worker_id), 'credit', 'lease', 'types')
+    if not p[1] or call('PUBSUB', 'NUMSUB', channel)[2] == 0 then
+      unpark(worker_id) -- lapsed, or its connection is gone
+    else
+      local credit = tonumber(p[1])
+      local ids, fences = claim_ready(cjson.decode(p[3]), credit,
+        worker_id, fmt(NOW + tonumber(p[2])), {})
+      local records, members = {}, {}
+      for i, id in ipairs(ids) do
+        records[i] = record_json(id)
+        members[i] = fences[i] .. '|' .. id
+      end
+      if #ids > 0 then
+        local handed = K_HANDED(worker_id)
+        call('SADD', handed, unpack(members))
+        call('EXPIRE', handed, PARK_TTL + tonumber(p[2]))
+        call('PUBLISH', channel, json_array(records))
+      end
+      if #ids >= credit then
+        unpark(worker_id)
+      else
+        call('HSET', K_PARK(worker_id), 'credit', credit - #ids)
+        return false -- it took fewer than it could: none of its types has a ready job left
+      end
+    end
+  end
+  return call('EXISTS', K_READY(job_type)) == 1
+end
+
+-- Hand out again (in a claim's reply, appended to `out` as by claim_one) the jobs handed to
+-- `worker_id` whose arrival it has not confirmed: their message may have been lost with a
+-- connection. At most `limit`; returns their ids.
+local function hand_again(worker_id, lease_until, limit, out)
+  local handed, ids = K_HANDED(worker_id), {}
+  for _, member in ipairs(call('SMEMBERS', handed)) do
+    if #ids >= limit then
+      break
+    end
+    call('SREM', handed, member)
+    local bar = string.find(member, '|', 1, true)
+    local fence, id = string.sub(member, 1, bar - 1), string.sub(member, bar + 1)
+    local f = call('HMGET', K_JOB(id), 'status', 'worker_id', 'fence', unpack(CLAIMED_FIELDS))
+    if f[1] == 'processing' and f[2] == worker_id and f[3] == fence then
+      call('HSET', K_JOB(id), 'started_at', NOW_S, 'lease_expires_at', lease_until)
+      call('ZADD', K_LEASES, lease_until, id)
+      out[#out + 1] = id
+      for i = 4, #f do
+        out[#out + 1] = f[i]
+      end
+      ids[#ids + 1] = id
+    end
+  end
+  return ids
 end

@@ -76,7 +76,7 @@ from .errors import (
     RedisTransportError,
 )
 from .pubsub import PubSub
-from .script import Script, is_noscript, script_payload
+from .script import Library, Script, fcall_payload, is_no_function, is_noscript, script_payload
 from .url import RedisAddress, parse_redis_url
 
 __all__ = ["RedisClient", "Request"]
@@ -268,6 +268,40 @@ class RedisClient:
         reply = (await self._call(payload, 1, timeout))[0]
         if is_noscript(reply):
             payload = script_payload("EVAL", script, keys, args)
+            reply = (await self._call(payload, 1, timeout))[0]
+        if isinstance(reply, RedisReplyError):
+            raise reply
+        return reply
+
+    async def fcall(
+        self,
+        library: Library,
+        function: str,
+        keys: Sequence[RedisArg] = (),
+        args: Sequence[RedisArg] = (),
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """Call a function of a library (Redis 7+); if the server does not know it yet, load the
+        library first.
+
+        :param library: the library ``function`` belongs to
+        :param function: the function's name
+        :param keys: its ``keys``
+        :param args: its ``args``
+        :param timeout: as in :meth:`execute`
+        :raises RedisReplyError: if the function fails, or the server cannot load the library
+            (a server before 7.0: "unknown command"; a user without ``function|load``: NOPERM)
+        :raises RedisConnectionError: as in :meth:`execute`
+        :raises RedisTimeoutError: as in :meth:`execute`
+        :return: the function's reply
+        """
+        payload = fcall_payload(function, keys, args)
+        reply = (await self._call(payload, 1, timeout))[0]
+        if is_no_function(reply):
+            loaded = (await self._call(encode(("FUNCTION", "LOAD", library.source)), 1, timeout))[0]
+            if isinstance(loaded, RedisReplyError) and "already exists" not in loaded.message:
+                raise loaded
             reply = (await self._call(payload, 1, timeout))[0]
         if isinstance(reply, RedisReplyError):
             raise reply
