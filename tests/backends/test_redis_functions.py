@@ -151,6 +151,7 @@ async def test_a_user_without_fcall_runs_the_scripts(
                     await anyio.sleep(0.02)
                 await worker.stop()
         assert calls_of(queue).functions is False
+        assert job is not None
         assert job.results == {"ok": 1}
     finally:
         await admin.execute("ACL", "DELUSER", user)

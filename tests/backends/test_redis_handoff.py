@@ -191,7 +191,7 @@ async def test_a_lost_handoff_is_handed_again_by_the_next_claim(
         inbox = backend._inboxes["w1"]
         lost: list[Any] = []
         offer = inbox.offer
-        inbox.offer = lost.extend  # type: ignore[method-assign]  # the message never arrives
+        inbox.offer = lost.extend  # type: ignore[method-assign,assignment]  # never arrives
         job_id = await producer.enqueue("t")
         async with next_notice():
             pass
@@ -281,6 +281,7 @@ async def test_a_running_worker_starts_a_handed_job_without_claiming(
             while (job := await producer.get(job_id)) and job.status is not JobStatus.COMPLETE:
                 await anyio.sleep(0.01)
             await worker.stop()
+    assert job is not None
     assert job.results == {"n": 7}
     assert job.attempts == 1
     assert latency < WAIT
