@@ -125,17 +125,22 @@ _END = (
 )
 _ENDED = f"RETURNING {UPDATE_COLUMNS}, depends_on"
 # The hot path: no RETURNING (the row count tells), no separate read of the held job, and
-# positional parameters ``(id, fence, results, now, touched)``, so many go out as one
-# ``executemany`` of tuples (binding a dict per row cost as much again as the update).
+# plain positional parameters, so many go out as one ``executemany`` of tuples (binding a dict
+# per row cost as much again as the update). In order (see ``complete_params``): results, now
+# (three times), touched, id, fence (twice). Numbered ``?N`` placeholders count as named ones
+# from Python 3.12 on, which a tuple may not fill.
 COMPLETE = (
-    (
-        f"UPDATE jobs SET status = '{target(Event.COMPLETE)}', results = ?3, progress = 1.0, "
-        f"error = NULL, {_END} WHERE id = ?1 AND {guard(Event.COMPLETE)} "
-        "AND (?2 IS NULL OR fence = ?2)"
-    )
-    .replace(":now", "?4")
-    .replace(":touched", "?5")
+    f"UPDATE jobs SET status = '{target(Event.COMPLETE)}', results = ?, progress = 1.0, "
+    f"error = NULL, {_END.replace(':now', '?').replace(':touched', '?')} "
+    f"WHERE id = ? AND {guard(Event.COMPLETE)} AND (? IS NULL OR fence = ?)"
 )
+
+
+def complete_params(
+    job_id: str, fence: int | None, results: str | None, now: float, touched: int
+) -> tuple[object, ...]:
+    """The parameters of :data:`COMPLETE`, in the order its placeholders appear."""
+    return (results, now, now, now, touched, job_id, fence, fence)
 #: The jobs a run of completions stored (they share its ``touched``).
 COMPLETED = f"SELECT id FROM jobs WHERE status = '{target(Event.COMPLETE)}' AND touched = ?"
 UPDATE_ROW = f"SELECT {UPDATE_COLUMNS} FROM jobs WHERE id = ?"

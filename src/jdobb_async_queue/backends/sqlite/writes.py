@@ -368,7 +368,8 @@ def _complete(tx: Tx, outcomes: list[Outcome], now: float, completed: list[str])
         (o.job_id, o.fence, None if o.results is None else to_json(o.results, "results"))
         for o in outcomes
     ]
-    applied = tx.conn.executemany(q.COMPLETE, [(*row, now, touched) for row in rows]).rowcount
+    params = [q.complete_params(*row, now, touched) for row in rows]
+    applied = tx.conn.executemany(q.COMPLETE, params).rowcount
     if applied == len(ids):
         done = [True] * len(ids)
     else:  # some were not held (any more): find those that were
