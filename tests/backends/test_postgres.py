@@ -976,3 +976,64 @@ async def test_a_busy_worker_uses_at_most_pool_size_plus_one_connections(
     # A 4th connection would have been refused (CONNECTION LIMIT 3) and the worker retried.
     refused = [r.getMessage() for r in caplog.records if "too many connections" in r.getMessage()]
     assert refused == []
+
+
+# -- plans that stay cheap on a queue table's stale statistics ---------------------------------
+
+
+def _rows_read(plan: dict[str, Any]) -> int:
+    """The most rows any scan node of an ``EXPLAIN (ANALYZE, FORMAT JSON)`` plan read."""
+    own = plan["Actual Rows"] * plan.get("Actual Loops", 1) if "Scan" in plan["Node Type"] else 0
+    return max([own, *(_rows_read(p) for p in plan.get("Plans", []))])
+
+
+def _explain(conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> int:
+    """Rows the busiest scan of ``query`` read, run after ``BY_KEY`` and rolled back."""
+    from jdobb_async_queue.backends.postgres import queries
+
+    with conn.transaction(force_rollback=True):
+        conn.execute(queries.BY_KEY)
+        row = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query, params).fetchone()
+    assert row is not None
+    return _rows_read(row[0][0]["Plan"])
+
+
+async def test_claims_and_completions_read_only_the_rows_they_change(
+    backends: Callable[..., PostgresBackend], pg_url: str
+) -> None:
+    # A backlog filled since the table's last ANALYZE (as every fresh burst is): the planner
+    # thinks it holds a handful of rows. A claim must still walk the ready index in order and
+    # stop at its limit, and a batch of completions find its jobs by id, whatever the status
+    # index offers; before, both read every ready (or processing) job: a cost growing with the
+    # backlog on every call.
+    from jdobb_async_queue._jobspec import build_record
+    from jdobb_async_queue.backends.postgres import queries
+
+    backend = backends()
+    now = time.time()
+    backlog = [build_record(f"t{i % 2}", {}, {}, now=now, default_ttl=None) for i in range(3000)]
+    await backend.enqueue_many(backlog, now=now)
+    claimed = await backend.claim_pending_job(
+        ["t0"], limit=100, worker_id="w", lease=60, now=time.time()
+    )
+    assert len(claimed) == 100
+
+    def explain() -> tuple[int, int, int]:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(backend.schema)))
+            common = {"now": None, "cnow": time.time(), "worker_id": "w", "lease": 60.0}
+            common.update(limit=20, channel=backend.schema, origin="test")
+            by_type = _explain(conn, queries.CLAIM_TYPES, {**common, "types": ["t0", "t1"]})
+            any_type = _explain(conn, queries.CLAIM_ANY, common)
+            ids = [r.id for r in claimed[:20]]
+            complete = _explain(
+                conn,
+                queries.COMPLETE_MANY,
+                {**common, "ids": ids, "fences": [None] * 20, "results": [None] * 20},
+            )
+            return by_type, any_type, complete
+
+    by_type, any_type, complete = await anyio.to_thread.run_sync(explain)
+    assert by_type <= 2 * 20, by_type  # the first 20 of each type at most
+    assert any_type <= 20, any_type
+    assert complete <= 20, complete

@@ -38,11 +38,17 @@ _TOUCH = "touched = nextval('touch_seq')"
 
 
 def guard(event: Event) -> str:
-    """``status = '...'`` / ``status IN (...)``: the states ``event`` is allowed from."""
+    """The check that a row is in a state ``event`` is allowed from, for rows found by key.
+
+    Written ``(status ...) IS TRUE`` so that the planner cannot use it to *find* rows through
+    ``jobs_by_status``: a queue table's statistics are always stale (a backlog turns from
+    pending to processing to complete within seconds), and a status index chosen on a stale
+    estimate walks every job of that status, where the key finds the few at hand.
+    """
     states = sorted(s.value for s in sources(event))
     if len(states) == 1:
-        return f"status = '{states[0]}'"
-    return "status IN (" + ", ".join(f"'{s}'" for s in states) + ")"
+        return f"(status = '{states[0]}') IS TRUE"
+    return "(status IN (" + ", ".join(f"'{s}'" for s in states) + ")) IS TRUE"
 
 
 def target(event: Event) -> str:
@@ -52,7 +58,16 @@ def target(event: Event) -> str:
     return state.value
 
 
-HELD = guard(Event.COMPLETE)
+#: Finds the jobs a worker holds (by ``jobs_by_status``; :func:`guard` only checks).
+HELD = "status = 'processing'"
+#: Run first in a transaction of batch statements (claims, completions, renewals): they find
+#: their rows by key whatever the statistics say (see :func:`guard`), never by a scan of the
+#: table or of a status, joined by hash, that a stale estimate of a few rows makes look cheap.
+BY_KEY = (
+    "SELECT set_config('enable_seqscan', 'off', true), "
+    "set_config('enable_bitmapscan', 'off', true), "
+    "set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+)
 LIVE = "status IN ('pending', 'processing')"
 _FENCED = "(%(fence)s::int IS NULL OR fence = %(fence)s::int)"
 
@@ -124,9 +139,8 @@ _CLAIM = (
     f"UPDATE jobs SET status = '{target(Event.CLAIM)}', lane = NULL, attempts = attempts + 1, "
     f"fence = fence + 1, worker_id = %(worker_id)s, started_at = {NOW}, "
     f"lease_expires_at = {NOW} + %(lease)s::float8, updated_at = {NOW}, {_TOUCH}, "
-    "update_seq = update_seq + 1 FROM picked "
-    f"WHERE jobs.seq = picked.seq AND {guard(Event.CLAIM)} RETURNING jobs.rank, jobs.seq AS pos, "
-    + ", ".join(f"jobs.{f}" for f in FIELDS)
+    "update_seq = update_seq + 1 WHERE jobs.seq = ANY(ARRAY(SELECT seq FROM picked)) "
+    "RETURNING jobs.rank, jobs.seq AS pos, " + ", ".join(f"jobs.{f}" for f in FIELDS)
 )
 #: What a claim tells other processes' subscribers, in the same statement: ``u <origin> <ids>``
 #: (a JSON list), or ``*`` (read every job again) past a NOTIFY payload's size.
@@ -136,18 +150,29 @@ _TOLD = (
     "json_agg(id)::text AS p FROM claimed) AS agg WHERE p IS NOT NULL) "
     "SELECT claimed.* FROM claimed LEFT JOIN told ON true"
 )
+#: The rows a claim may take: ready, and in the state a claim starts from. ``FOR UPDATE SKIP
+#: LOCKED`` checks this again on the newest row version as it locks it, and the lock holds to
+#: the COMMIT, so the UPDATE needs no guard of its own: it finds its rows by primary key, a plan
+#: that stays cheap whatever the table's statistics say (a queue's change by the second).
+_PICKABLE = f"lane = {READY} AND {guard(Event.CLAIM)}"
 #: Claim a batch of ready jobs, priority then FIFO, skipping rows other claimers hold; the
 #: statement announces the claims itself, so nothing needs reading back before the COMMIT.
+#: (Run after :data:`BY_KEY`: on a table filled since its last ANALYZE the planner would
+#: otherwise bitmap-scan and sort every ready row rather than walk ``jobs_ready`` in order.)
 CLAIM_ANY = (
-    f"WITH picked AS (SELECT seq FROM jobs WHERE lane = {READY} ORDER BY rank, seq "
+    f"WITH picked AS (SELECT seq FROM jobs WHERE {_PICKABLE} ORDER BY rank, seq "
     f"LIMIT %(limit)s FOR UPDATE SKIP LOCKED), claimed AS ({_CLAIM}), {_TOLD}"
 )
+#: The same for some job types: the first ``limit`` of each type, in ``jobs_ready_by_type``'s
+#: order, then the first ``limit`` of those. (``job_type = ANY(...)`` in one scan would read
+#: every ready row of those types and sort them, a cost growing with the backlog.)
 CLAIM_TYPES = (
-    f"WITH picked AS (SELECT seq FROM jobs WHERE lane = {READY} "
-    "AND job_type = ANY(%(types)s::text[]) ORDER BY rank, seq "
-    f"LIMIT %(limit)s FOR UPDATE SKIP LOCKED), claimed AS ({_CLAIM}), {_TOLD}"
+    "WITH picked AS (SELECT c.seq FROM unnest(%(types)s::text[]) AS t(job_type) "
+    "CROSS JOIN LATERAL (SELECT seq, rank FROM jobs "
+    f"WHERE {_PICKABLE} AND jobs.job_type = t.job_type ORDER BY rank, seq "
+    "LIMIT %(limit)s FOR UPDATE SKIP LOCKED) AS c ORDER BY c.rank, c.seq LIMIT %(limit)s), "
+    f"claimed AS ({_CLAIM}), {_TOLD}"
 )
-
 # -- reports from workers ----------------------------------------------------------------------
 
 _LEAVE = (
@@ -231,7 +256,8 @@ PROGRESS = (
 RENEW = (
     f"UPDATE jobs SET lease_expires_at = {NOW} + %(duration)s::float8 "
     "FROM unnest(%(ids)s::text[], %(fences)s::int[]) AS lease(id, fence) "
-    f"WHERE jobs.id = lease.id AND jobs.fence = lease.fence AND {HELD} RETURNING jobs.id"
+    f"WHERE jobs.id = lease.id AND jobs.fence = lease.fence AND {guard(Event.COMPLETE)} "
+    "RETURNING jobs.id"
 )
 EXPIRED_LEASES = (
     f"SELECT seq, lost, max_lost FROM jobs WHERE {HELD} AND lease_expires_at < {NOW} "

@@ -390,6 +390,7 @@ def claim(
     tx.run(q.PROMOTE)
     params = {"worker_id": worker_id, "lease": lease, "limit": limit}
     params.update(channel=tx.channel, origin=tx.origin)
+    tx.blocking.execute(q.BY_KEY)
     if types is None:
         cur = tx.run(q.CLAIM_ANY, **params)
     else:
@@ -414,6 +415,7 @@ def finish_many(tx: Tx, outcomes: Sequence[Outcome]) -> list[bool]:
     done: dict[int, bool] = {}
     completes = [(i, o) for i, o in enumerate(outcomes) if o.kind == "complete"]
     if len({o.job_id for _, o in completes}) == len(completes) > 1:  # one statement for all
+        tx.blocking.execute(q.BY_KEY)
         rows = tx.all(
             q.COMPLETE_MANY,
             ids=[o.job_id for _, o in completes],
@@ -492,6 +494,7 @@ def update_progress_many(tx: Tx, updates: Sequence[ProgressUpdate]) -> list[bool
 
 def renew_many(tx: Tx, leases: Sequence[Lease], duration: float) -> list[bool]:
     """Extend the leases still held; ``False`` for each one lost."""
+    tx.blocking.execute(q.BY_KEY)
     rows = tx.all(
         q.RENEW,
         duration=duration,
