@@ -206,21 +206,28 @@ def _priority(value: object) -> str:
         ) from None
 
 
+#: The largest count or ``ttl`` a job takes: a signed 32-bit integer, which every store holds
+#: (68 years of seconds; a count past it is no limit in practice).
+MAX_INT = 2**31 - 1
+
+
 def check_ttl(value: object, what: str = "ttl") -> int | None:
-    """Return ``value`` if it is None or a whole number of seconds >= 0.
+    """Return ``value`` if it is None or a whole number of seconds in 0..:data:`MAX_INT`.
 
     :raises InvalidJobError: otherwise
     """
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidJobError(f"{what} must be a whole number of seconds >= 0, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise InvalidJobError(
+            f"{what} must be a whole number of seconds from 0 to {MAX_INT}, not {value!r}"
+        )
     return value
 
 
 def _count(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidJobError(f"{what} must be an int >= 0, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise InvalidJobError(f"{what} must be an int from 0 to {MAX_INT}, not {value!r}")
     return value
 
 

@@ -247,14 +247,14 @@ class JobQueue:
 
         :param limit: at most this many (``None``: no limit)
         :raises InvalidJobError: for an unknown status, or a limit/offset that is not an
-            int >= 0
+            int from 0 to 2**63 - 1
         """
         name = None if status is None else _status(status).value
         for value, what in ((limit, "limit"), (offset, "offset")):
             if value is None and what == "limit":
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidJobError(f"{what} must be an int >= 0, not {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+                raise InvalidJobError(f"{what} must be an int from 0 to 2**63 - 1, not {value!r}")
         records = await self._backend.list_jobs(
             name,
             job_type=job_type,

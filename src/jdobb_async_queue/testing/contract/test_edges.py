@@ -244,6 +244,20 @@ async def test_max_lost_is_checked(queue: JobQueue, bad: object) -> None:
     assert await queue.list_jobs() == []
 
 
+@pytest.mark.parametrize("option", ["max_retries", "max_lost", "ttl"])
+async def test_counts_past_what_a_store_holds_are_refused(queue: JobQueue, option: str) -> None:
+    # Every store holds a signed 32-bit count; past it, one typed error on every backend (not
+    # a driver's overflow on some, a silent acceptance on others), and nothing is stored.
+    for bad in (2**31, 2**63, 2**80):
+        with pytest.raises(InvalidJobError, match=option):
+            await queue.enqueue("t", **{option: bad})
+        with pytest.raises(InvalidJobError, match=option):
+            await queue.enqueue_many([{"job_type": "t"}, {"job_type": "t", option: bad}])
+    assert await queue.list_jobs() == []
+    job = await queue.get(await queue.enqueue("t", **{option: 2**31 - 1}))  # the largest
+    assert job is not None and getattr(job, option, 2**31 - 1) == 2**31 - 1
+
+
 async def test_an_outcome_label_comes_from_the_decision(queue: JobQueue) -> None:
     worker = Worker(queue, max_concurrent=1)
     seen: list[str] = []
@@ -275,7 +289,7 @@ async def test_list_jobs_without_a_limit(queue: JobQueue) -> None:
     assert len(await queue.list_jobs(limit=None, offset=100)) == 30
 
 
-@pytest.mark.parametrize("bad", [-1, "10", 2.5])
+@pytest.mark.parametrize("bad", [-1, "10", 2.5, 2**63])
 async def test_list_jobs_refuses_a_bad_limit(queue: JobQueue, bad: object) -> None:
     with pytest.raises(InvalidJobError, match="limit"):
         await queue.list_jobs(limit=bad)  # type: ignore[arg-type]
