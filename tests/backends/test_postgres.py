@@ -1037,3 +1037,30 @@ async def test_claims_and_completions_read_only_the_rows_they_change(
     assert by_type <= 2 * 20, by_type  # the first 20 of each type at most
     assert any_type <= 20, any_type
     assert complete <= 20, complete
+
+
+async def test_a_call_that_waited_for_a_connection_keeps_its_times(
+    queues: Callable[..., JobQueue], pg_url: str, namespace: str
+) -> None:
+    # One connection, held 1.5 s by another call: the enqueue waits for it longer than the
+    # clocks' tolerance. The wait is not a clock difference: the job's times stay the caller's.
+    backend = PostgresBackend(pg_url, namespace=namespace, pool_size=1)
+    queue = queues(backend=backend)
+    await queue.stats()  # the schema exists, the one connection is open
+    held = anyio.Event()
+
+    def hold(conn: psycopg.Connection[Any]) -> None:
+        anyio.from_thread.run_sync(held.set)
+        conn.execute("SELECT pg_sleep(1.5)")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(partial(backend._pool.call, hold))
+        with anyio.fail_after(WAIT):
+            await held.wait()
+        called = time.time()
+        job_id = await queue.enqueue("t", delay=60.0)
+        assert time.time() - called > 1.2  # it did wait for the connection
+    job = await queue.get(job_id)
+    assert job is not None and job.execute_at is not None
+    assert abs(job.created_at.timestamp() - called) < 0.5
+    assert abs(job.execute_at.timestamp() - (called + 60.0)) < 0.5

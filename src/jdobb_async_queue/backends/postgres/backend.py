@@ -9,6 +9,7 @@ call, so a backend can be made outside async code.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
@@ -174,9 +175,10 @@ class PostgresBackend(QueueBackend):
             raise QueueClosedError("the PostgreSQL backend")
         fixed = now if self.test_clock is not None else None
         watched = self._notifier.watched()
+        since = _since(now, fixed)
 
         def transaction(conn: psycopg.Connection[Any]) -> tuple[Tx, T] | After[tuple[Tx, T]]:
-            tx = Tx(conn, fixed, now, self._origin, watched, channel=self.schema)  # anew per run
+            tx = Tx(conn, fixed, since(), self._origin, watched, channel=self.schema)  # anew
             result = work(tx)
             tx.announce(self.schema)
             if isinstance(result, After):
@@ -205,10 +207,11 @@ class PostgresBackend(QueueBackend):
             if self._closed:
                 raise QueueClosedError("the PostgreSQL backend")
             fixed = now if self.test_clock is not None else None
+            since = _since(now, fixed)
             return [
                 await self._pool.call(
                     lambda conn: store.enqueue_one(
-                        Tx(conn, fixed, now, self._origin), records[0], self.schema
+                        Tx(conn, fixed, since(), self._origin), records[0], self.schema
                     ),
                     single=True,
                 )
@@ -416,6 +419,16 @@ class PostgresBackend(QueueBackend):
             await self._notifier.aclose()
         finally:
             await self._pool.aclose()
+
+
+def _since(now: float, fixed: float | None) -> Callable[[], float]:
+    """The caller's clock as a transaction starts: ``now`` plus the time the call waited for a
+    connection (so a wait is not taken for a clock difference, and times are not moved by it);
+    a test clock's ``now`` as it is."""
+    if fixed is not None:
+        return lambda: now
+    called = time.monotonic()
+    return lambda: now + (time.monotonic() - called)
 
 
 def _check_url(url: str) -> None:
