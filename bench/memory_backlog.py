@@ -18,7 +18,9 @@ Kinds of backlog (``--kinds``):
 Backends: ``memory`` (the store lives in the worker's process, so its RSS holds the jobs
 themselves: the target does not apply, the line is there for scale), ``sqlite`` (a new file in a
 temp dir), ``redis`` (``--url``, else ``REDIS_URL`` if it answers, else a private redis-server
-started on a free port; a random namespace, dropped afterwards).
+started on a free port; a random namespace, dropped afterwards), ``postgres`` (``--pg-url``,
+else ``PG_URL``, else the local server on 127.0.0.1:5432; a schema per measurement, dropped
+afterwards).
 """
 
 from __future__ import annotations
@@ -184,6 +186,8 @@ def run(args: argparse.Namespace) -> None:
                 if not url or not answers(url):
                     private = private or PrivateRedis()
                     url = private.url
+            elif backend == "postgres":
+                url = args.pg_url
             for kind in kinds:
                 for loop in loops:
                     figures = []
@@ -197,7 +201,7 @@ def run(args: argparse.Namespace) -> None:
                         try:
                             figures.append(measure(where, namespace, n, kind, loop, args.settle))
                         finally:
-                            if backend == "redis":
+                            if backend in ("redis", "postgres"):
                                 anyio.run(drop, where, namespace)
                             elif backend == "sqlite":
                                 for f in tmp.glob(namespace + ".db*"):
@@ -217,13 +221,18 @@ def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backends", default="memory,sqlite,redis")
+    parser.add_argument("--backends", default="memory,sqlite,redis,postgres")
     parser.add_argument("--kinds", default="scheduled,other-type")
     parser.add_argument("--loops", default="asyncio,trio")
     parser.add_argument("--small", type=int, default=100)
     parser.add_argument("--large", type=int, default=100_000)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds the worker idles first")
     parser.add_argument("--url", help="Redis URL (default: REDIS_URL, else a private server)")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="PostgreSQL URL (default: PG_URL, else the local server)",
+    )
     # the worker process
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--namespace", help=argparse.SUPPRESS)
