@@ -249,12 +249,14 @@ async def test_counts_past_what_a_store_holds_are_refused(queue: JobQueue, optio
     # Every store holds a signed 32-bit count; past it, one typed error on every backend (not
     # a driver's overflow on some, a silent acceptance on others), and nothing is stored.
     for bad in (2**31, 2**63, 2**80):
+        too_big: dict[str, Any] = {option: bad}
         with pytest.raises(InvalidJobError, match=option):
-            await queue.enqueue("t", **{option: bad})
+            await queue.enqueue("t", **too_big)
         with pytest.raises(InvalidJobError, match=option):
             await queue.enqueue_many([{"job_type": "t"}, {"job_type": "t", option: bad}])
     assert await queue.list_jobs() == []
-    job = await queue.get(await queue.enqueue("t", **{option: 2**31 - 1}))  # the largest
+    largest: dict[str, Any] = {option: 2**31 - 1}
+    job = await queue.get(await queue.enqueue("t", **largest))
     assert job is not None and getattr(job, option, 2**31 - 1) == 2**31 - 1
 
 
