@@ -2,11 +2,14 @@
 
 Everything a backend receives or returns, and every helper a backend author needs, is
 importable from here: the records (:class:`JobRecord`, :class:`Outcome`, :class:`Lease`,
-:class:`ProgressUpdate`, :class:`UpdateRecord`, :class:`WorkerRecord`, :class:`Notice`), the
-state machine (:class:`Event`, :func:`sources`, :func:`transition`), the decisions a store
-applies itself (:func:`lost_ends_job`, :func:`lost_error`, :func:`dependency_error`), and the
-errors a backend raises. See ``docs/backends.md`` for a worked example and for running the
-shipped contract suite (``jdobb_async_queue.testing.contract``) against your own backend.
+:class:`ProgressUpdate`, :class:`UpdateRecord`, :class:`WorkerRecord`, :class:`Notice`), what
+the one declaration of a job's fields says of them (:data:`FIELD_NAMES`, :data:`GIVEN_FIELDS`,
+:data:`JSON_FIELDS`, :data:`UPDATE_FIELDS`, :func:`column_list`, :func:`update_of_values`; see
+``jdobb_async_queue._records``), the state machine (:class:`Event`, :func:`sources`,
+:func:`transition`), the decisions a store applies itself (:func:`lost_ends_job`,
+:func:`lost_error`, :func:`dependency_error`), and the errors a backend raises. See
+``docs/backends.md`` for a worked example and for running the shipped contract suite
+(``jdobb_async_queue.testing.contract``) against your own backend.
 
 ``open_backend`` turns the ``backend=`` / ``url=`` arguments of :class:`JobQueue` into an instance.
 The SQLite and Redis modules are imported only when asked for.
@@ -27,15 +30,21 @@ from .._policy import dependency_error as dependency_error
 from .._policy import lost_ends_job as lost_ends_job
 from .._policy import lost_error as lost_error
 from .._records import DEFAULT_MAX_LOST as DEFAULT_MAX_LOST
+from .._records import FIELD_NAMES as FIELD_NAMES
+from .._records import GIVEN_FIELDS as GIVEN_FIELDS
+from .._records import JSON_FIELDS as JSON_FIELDS
 from .._records import PRIORITY_RANK as PRIORITY_RANK
+from .._records import UPDATE_FIELDS as UPDATE_FIELDS
 from .._records import JobRecord as JobRecord
 from .._records import Lease as Lease
 from .._records import Outcome as Outcome
 from .._records import ProgressUpdate as ProgressUpdate
 from .._records import UpdateRecord as UpdateRecord
 from .._records import WorkerRecord as WorkerRecord
+from .._records import column_list as column_list
 from .._records import gone_update as gone_update
 from .._records import record_update as record_update
+from .._records import update_of_values as update_of_values
 from .._states import Event as Event
 from .._states import sources as sources
 from .._states import transition as transition
@@ -50,6 +59,9 @@ __all__ = [
     "DEFAULT_MAX_LOST",
     "DuplicateJobError",
     "Event",
+    "FIELD_NAMES",
+    "GIVEN_FIELDS",
+    "JSON_FIELDS",
     "JobRecord",
     "Lease",
     "MemoryBackend",
@@ -60,10 +72,12 @@ __all__ = [
     "QueueBackend",
     "QueueClosedError",
     "QueueStats",
+    "UPDATE_FIELDS",
     "UnknownDependencyError",
     "UpdateRecord",
     "WORKER_TTL",
     "WorkerRecord",
+    "column_list",
     "dependency_error",
     "gone_update",
     "lost_ends_job",
@@ -73,6 +87,7 @@ __all__ = [
     "redact_url",
     "sources",
     "transition",
+    "update_of_values",
 ]
 
 #: The backend names ``JobQueue(backend=...)`` accepts, with the URL schemes each takes.
@@ -150,8 +165,7 @@ def _scheme_backend(url: str) -> str:
 def _check_url(backend: str, url: str) -> None:
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(
-            f"malformed URL {redact_url(str(url))!r} for the {backend!r} backend: "
-            f"{_forms(backend)}"
+            f"malformed URL {redact_url(str(url))!r} for the {backend!r} backend: {_forms(backend)}"
         )
     scheme = _scheme(url)
     if scheme not in BACKEND_NAMES[backend]:
@@ -195,4 +209,3 @@ def _open_postgres(url: str, namespace: str) -> QueueBackend:
     from .postgres import PostgresBackend
 
     return PostgresBackend(url, namespace=namespace)
-

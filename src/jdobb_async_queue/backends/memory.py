@@ -20,6 +20,7 @@ from .._errors import DuplicateJobError, QueueClosedError, UnknownDependencyErro
 from .._models import JobStatus, QueueStats
 from .._policy import dependency_error, lost_ends_job, lost_error
 from .._records import (
+    JSON_FIELDS,
     PRIORITY_RANK,
     JobRecord,
     Lease,
@@ -539,18 +540,19 @@ def transition_refused(status: str, event: Event) -> bool:
     return transition(JobStatus(status), event) is None
 
 
+#: The fields holding JSON values (``_records.JSON_FIELDS``), the only mutable ones.
+_JSON_FIELDS = tuple(JSON_FIELDS.items())
+
+
 def _copy(r: JobRecord) -> JobRecord:
     """A snapshot the caller may keep and change: neither later transitions nor the caller's
-    changes show through it (as with a store that serializes). Payloads are copied through JSON,
-    which they are known to survive; empty ones cost nothing."""
+    changes show through it (as with a store that serializes). Its JSON values are copies
+    (through JSON, which they are known to survive); empty ones cost next to nothing."""
     copy = msgspec.structs.replace(r)
-    if r.data:
-        copy.data = _json_copy(r.data)
-    if r.metadata:
-        copy.metadata = _json_copy(r.metadata)
-    if r.results:
-        copy.results = _json_copy(r.results)
-    copy.depends_on = list(r.depends_on)
+    for name, kind in _JSON_FIELDS:
+        value = getattr(r, name)
+        if value is not None:
+            setattr(copy, name, _json_copy(value) if value else kind())
     return copy
 
 
@@ -560,9 +562,14 @@ _encode, _decode = msgspec.json.encode, msgspec.json.decode
 _SHARED = frozenset({str, int, float, bool, type(None)})  # immutable: shared, not copied
 
 
-def _json_copy(value: dict[str, Any]) -> dict[str, Any]:
-    # A flat payload (scalars and empty containers, e.g. a task's {"args": [], "kwargs": {}})
-    # is copied here, without the JSON round trip; anything else goes through JSON.
+def _json_copy(value: Any) -> Any:
+    # A flat JSON value (a list of ids; a dict of scalars and empty containers, e.g. a task's
+    # {"args": [], "kwargs": {}}) is copied here, without the JSON round trip; anything else
+    # goes through JSON.
+    if type(value) is list:
+        if all(type(item) in _SHARED for item in value):
+            return list(value)
+        return _decode(_encode(value))
     flat: dict[str, Any] = {}
     for key, item in value.items():
         kind = type(item)

@@ -3,8 +3,12 @@
 Status guards come from the state machine (:func:`~jdobb_async_queue.backends.sources`), so
 the transition table stays the one place where a transition is allowed: a statement that applies
 ``Event.X`` touches only rows whose status the table allows ``X`` from, and sets the status the
-table leads to. The schema is in ``schema_v*.sql`` beside this module; statements name its tables
-without a schema, since each connection's ``search_path`` is the namespace's schema.
+table leads to. The schema is in ``schema_v*.sql`` beside this module (the migrations, kept as they
+were applied); statements name its tables without a schema, since each connection's
+``search_path`` is the namespace's schema. What they read and write of a job is derived from its
+one declaration, :class:`~jdobb_async_queue.backends.JobRecord`: each field is the column of the
+same name (``tests/test_schema.py`` checks that the schema makes one for each, and that its
+defaults are a new job's), JSON fields are JSON text but ``depends_on``, a ``text[]``.
 
 **Time** is the database's: :data:`NOW` is the transaction's ``now()`` as seconds since the
 epoch, unless the caller passes a test clock's time as ``%(now)s``. Times a caller computed on
@@ -15,15 +19,32 @@ its own clock (``execute_at``, purge's ``before``) are moved onto the database's
 
 from __future__ import annotations
 
-from ...backends import Event, JobRecord, sources, transition
+from ...backends import (
+    FIELD_NAMES,
+    GIVEN_FIELDS,
+    JSON_FIELDS,
+    UPDATE_FIELDS,
+    Event,
+    column_list,
+    sources,
+    transition,
+)
 
 READY, SCHEDULED, WAITING = 0, 1, 2
 
 #: The JobRecord fields, in order: the columns carry the same names.
-FIELDS: tuple[str, ...] = JobRecord.__struct_fields__
-COLUMNS = ", ".join(FIELDS)
-#: What a published update needs (see ``record_update``), in this order.
-UPDATE_COLUMNS = "id, status, progress, message, results, error, updated_at, update_seq"
+FIELDS: tuple[str, ...] = FIELD_NAMES
+COLUMNS = column_list(FIELDS)
+#: The columns holding JSON text (``depends_on`` is a ``text[]``).
+JSON_COLUMNS: tuple[str, ...] = tuple(name for name in JSON_FIELDS if name != "depends_on")
+#: What a published update needs (``UPDATE_FIELDS``), in that order.
+UPDATE_COLUMNS = column_list(UPDATE_FIELDS)
+#: Where a row of :data:`UPDATE_COLUMNS` holds JSON text.
+UPDATE_JSON_AT: tuple[int, ...] = tuple(
+    i for i, name in enumerate(UPDATE_FIELDS) if name in JSON_COLUMNS
+)
+#: The JSON columns :data:`INSERT` takes from a record (as JSON text).
+GIVEN_JSON: tuple[str, ...] = tuple(name for name in JSON_COLUMNS if name in GIVEN_FIELDS)
 
 NOW = "coalesce(%(now)s::float8, extract(epoch from now())::float8)"
 #: Clocks this close (seconds) count as agreeing: a caller's times are not moved.
@@ -107,24 +128,29 @@ ADD_EDGES = (
 _EXECUTE_AT = (
     f"CASE WHEN %(execute_at)s::float8 IS NULL THEN NULL ELSE %(execute_at)s::float8 + {SHIFT} END"
 )
-_INSERT_COLUMNS = (
-    "id, job_type, status, lane, rank, priority, data, metadata, results, error, progress, "
-    "created_at, updated_at, touched, completed_at, ttl, execute_at, max_retries, retry_delay, "
-    "timeout, depends_on, unique_key, pending_deps, expires_at, max_lost"
-)
-INSERT = (
-    f"INSERT INTO jobs ({_INSERT_COLUMNS}) VALUES (%(id)s, %(job_type)s, %(status)s, "
-    f"CASE WHEN %(status)s <> 'pending' THEN NULL WHEN %(pending_deps)s::int > 0 THEN {WAITING} "
-    f"WHEN %(execute_at)s::float8 > %(cnow)s::float8 THEN {SCHEDULED} ELSE {READY} END, "
-    "%(rank)s, %(priority)s, %(data)s, %(metadata)s, %(results)s, %(error)s, 0, "
-    f"%(created_at)s::float8 + {SHIFT}, {NOW}, nextval('touch_seq'), "
-    f"CASE WHEN %(status)s = 'pending' THEN NULL ELSE {NOW} END, %(ttl)s, {_EXECUTE_AT}, "
-    "%(max_retries)s, %(retry_delay)s, %(timeout)s, %(depends_on)s::text[], %(unique_key)s, "
-    "%(pending_deps)s, "
-    "CASE WHEN %(status)s = 'pending' OR %(ttl)s::int IS NULL THEN NULL "
-    f"ELSE {NOW} + %(ttl)s::int END, "
-    "%(max_lost)s)"
-)
+#: What INSERT stores in each column it sets: each field the caller gives, from the parameter
+#: of the same name (times moved onto the database's clock), then what the store works out
+#: (``%(status)s``: pending, or cancelled for a job born with a broken dependency). The other
+#: columns start at the schema's defaults, which are a new job's (``OWNED_INITIAL``).
+_INSERTED: dict[str, str] = {
+    **{name: f"%({name})s" for name in GIVEN_FIELDS},
+    "created_at": f"%(created_at)s::float8 + {SHIFT}",
+    "execute_at": _EXECUTE_AT,
+    "depends_on": "%(depends_on)s::text[]",
+    "status": "%(status)s",
+    "lane": f"CASE WHEN %(status)s <> 'pending' THEN NULL WHEN %(pending_deps)s::int > 0 "
+    f"THEN {WAITING} WHEN %(execute_at)s::float8 > %(cnow)s::float8 THEN {SCHEDULED} "
+    f"ELSE {READY} END",
+    "rank": "%(rank)s",
+    "error": "%(error)s",
+    "updated_at": NOW,
+    "touched": "nextval('touch_seq')",
+    "completed_at": f"CASE WHEN %(status)s = 'pending' THEN NULL ELSE {NOW} END",
+    "pending_deps": "%(pending_deps)s",
+    "expires_at": "CASE WHEN %(status)s = 'pending' OR %(ttl)s::int IS NULL THEN NULL "
+    f"ELSE {NOW} + %(ttl)s::int END",
+}
+INSERT = f"INSERT INTO jobs ({column_list(_INSERTED)}) VALUES ({', '.join(_INSERTED.values())})"
 
 #: One job with neither dependencies nor unique key, in one statement (its own transaction):
 #: stored unless its id is taken, and idle workers woken.
@@ -140,7 +166,7 @@ _CLAIM = (
     f"fence = fence + 1, worker_id = %(worker_id)s, started_at = {NOW}, "
     f"lease_expires_at = {NOW} + %(lease)s::float8, updated_at = {NOW}, {_TOUCH}, "
     "update_seq = update_seq + 1 WHERE jobs.seq = ANY(ARRAY(SELECT seq FROM picked)) "
-    "RETURNING jobs.rank, jobs.seq AS pos, " + ", ".join(f"jobs.{f}" for f in FIELDS)
+    f"RETURNING jobs.rank, jobs.seq AS pos, {column_list(FIELDS, 'jobs')}"
 )
 #: What a claim tells other processes' subscribers, in the same statement: ``u <origin> <ids>``
 #: (a JSON list), or ``*`` (read every job again) past a NOTIFY payload's size.
@@ -197,7 +223,7 @@ COMPLETE_MANY = (
     "AS o(id, fence, results) "
     f"WHERE jobs.id = o.id AND {guard(Event.COMPLETE)} "
     "AND (o.fence IS NULL OR jobs.fence = o.fence) "
-    "RETURNING " + ", ".join(f"jobs.{c.strip()}" for c in UPDATE_COLUMNS.split(","))
+    f"RETURNING {column_list(UPDATE_FIELDS, 'jobs')}"
 )
 RETRY_LATER = (
     f"UPDATE jobs SET status = '{target(Event.RETRY_LATER)}', error = %(error)s, "

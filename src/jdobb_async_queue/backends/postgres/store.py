@@ -37,6 +37,7 @@ from ...backends import (
     lost_error,
     record_update,
     sources,
+    update_of_values,
 )
 from . import queries as q
 from .pool import After
@@ -216,26 +217,20 @@ def _chunks(prefix: str, ids: list[str]) -> list[str]:
 
 
 def update_of(row: Sequence[Any]) -> UpdateRecord:
-    job_id, status, progress, message, results, error, updated_at, update_seq = row
-    return UpdateRecord(
-        job_id=job_id,
-        status=status,
-        progress=progress,
-        message=message,
-        results=None if results is None else _decode(results),
-        error=error,
-        timestamp=updated_at,
-        update_seq=update_seq,
-    )
+    """An update from a ``queries.UPDATE_COLUMNS`` row."""
+    values = list(row)
+    for i in q.UPDATE_JSON_AT:
+        if values[i] is not None:
+            values[i] = _decode(values[i])
+    return update_of_values(values)
 
 
 def record_of(row: Sequence[Any]) -> JobRecord:
     """A record from a ``queries.COLUMNS`` row."""
     values = dict(zip(q.FIELDS, row, strict=True))
-    values["data"] = _decode(values["data"])
-    values["metadata"] = _decode(values["metadata"])
-    if values["results"] is not None:
-        values["results"] = _decode(values["results"])
+    for name in q.JSON_COLUMNS:
+        if values[name] is not None:
+            values[name] = _decode(values[name])
     return JobRecord(**values)
 
 
@@ -354,27 +349,20 @@ def _store_waiting(tx: Tx, r: JobRecord, depends_on: list[str]) -> Steps[None]:
 
 
 def _row(tx: Tx, r: JobRecord, depends_on: list[str], pending_deps: int) -> dict[str, Any]:
-    return tx.params(
-        id=r.id,
-        job_type=r.job_type,
+    """The parameters of ``queries.INSERT``: the record's fields by name (those INSERT takes
+    are the ones the caller gives), JSON as text, and what the store decided."""
+    values = tx.params()
+    values.update(msgspec.structs.asdict(r))
+    for name in q.GIVEN_JSON:
+        values[name] = to_json(values[name])
+    values.update(
+        depends_on=depends_on,
         status="pending",
         rank=PRIORITY_RANK[r.priority],
-        priority=r.priority,
-        data=to_json(r.data) if r.data else "{}",
-        metadata=to_json(r.metadata) if r.metadata else "{}",
-        results=None if r.results is None else to_json(r.results),
         error=None,
-        created_at=r.created_at,
-        ttl=r.ttl,
-        execute_at=r.execute_at,
-        max_retries=r.max_retries,
-        retry_delay=r.retry_delay,
-        timeout=r.timeout,
-        depends_on=depends_on,
-        unique_key=r.unique_key,
         pending_deps=pending_deps,
-        max_lost=r.max_lost,
     )
+    return values
 
 
 # -- claim -------------------------------------------------------------------------------------

@@ -3,10 +3,13 @@
 Each script is one ``backends/redis/lua/<name>.lua`` file. Before loading, the backend prepends the
 definitions it uses from two sources: a header generated here (key and channel names from
 :mod:`.keys`, the state machine's allowed source states from
-:func:`jdobb_async_queue._states.sources`, and from :mod:`jdobb_async_queue._policy` the
-dependency and lost-job error texts, the ``max_lost`` default and the rule ending a lost job)
-and ``lib.lua``, the helpers the scripts share. So the transition table, the key layout and the
-policy each stay in one place: the scripts apply decided outcomes and hold no retry rule.
+:func:`jdobb_async_queue._states.sources`, from :mod:`jdobb_async_queue._policy` the
+dependency and lost-job error texts, the ``max_lost`` default and the rule ending a lost job,
+and from :mod:`.codec` the job's layout in its hash, itself derived from ``JobRecord``: what a
+claim returns, what a record's JSON and an update are made of, what enqueue takes and stores)
+and ``lib.lua``, the helpers the scripts share. So the transition table, the key layout, the
+policy and the job's fields each stay in one place: the scripts apply decided outcomes and hold
+no retry rule, and no list of a job's fields of their own.
 
 Only the definitions a script uses (transitively) go into it: Redis runs a script's whole chunk
 on every call, and creating closures it never calls costs microseconds per call.
@@ -25,15 +28,17 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
 from ..._models import JobStatus
 from ..._policy import DEFAULT_MAX_LOST, dependency_error, lost_ends_job, lost_error
+from ..._records import FIELD_BY_NAME, UPDATE_FIELDS
 from ..._states import Event, sources
 from ..base import WORKER_TTL
+from . import codec
 from .keys import lua_header
 from .resp import Library, Script
 
@@ -55,6 +60,60 @@ def _lua_string(text: str) -> str:
 
 def _lua_set(values: Iterable[str]) -> str:
     return "{" + ", ".join(f"[{_lua_string(v)}] = true" for v in values) + "}"
+
+
+def _lua_list(values: Iterable[str]) -> str:
+    return "{" + ", ".join(_lua_string(v) for v in values) + "}"
+
+
+def _lua_text(text: str) -> str:
+    """A Lua string literal for ``text`` made of a field's name and JSON punctuation."""
+    if "'" in text or "\\" in text or not text.isprintable():
+        raise ValueError(f"not a JSON member's start: {text!r}")
+    return f"'{text}'"
+
+
+def _json_layout(fields: Iterable[str], names: Mapping[str, str] | None = None) -> str:
+    """:func:`.codec.json_members` as the Lua list ``append_json`` (lib.lua) reads:
+    ``{{',"<name>":', quoted}, ...}``."""
+    members = codec.json_members(fields, names)
+    return "{" + ", ".join(f"{{{_lua_text(k)}, {str(q).lower()}}}" for k, q in members) + "}"
+
+
+def layout_header() -> list[str]:
+    """The job's layout in its hash (:mod:`.codec`) as Lua definitions."""
+    record = codec.HASH_FIELDS
+    (first, *announced) = UPDATE_FIELDS  # the id, then the fields an update announces
+    update_start = '{"' + UPDATE_FIELDS[first] + '":'
+    claimed_at = ", ".join(
+        f"[{_lua_string(codec.hash_name(n))}] = {i}" for i, n in enumerate(codec.CLAIMED, 1)
+    )
+    return [
+        f"local CLAIMED_FIELDS = {_lua_list(codec.hash_name(n) for n in codec.CLAIMED)}",
+        f"local CLAIMED_AT = {{{claimed_at}}}",
+        f"local RECORD_HASH = {_lua_list([*map(codec.hash_name, record), 'spec'])}",
+        f"local RECORD_JSON = {_json_layout(record)}",
+        f"local UPDATE_START = {_lua_text(update_start)}",
+        f"local UPDATE_HASH = {_lua_list(codec.hash_name(n) for n in announced)}",
+        f"local UPDATE_JSON = {_json_layout(announced, dict(UPDATE_FIELDS))}",
+        f"local ENQUEUE_ARGS = {_lua_list(codec.ENQUEUE_ARGS)}",
+        _enqueue_record_lua(),
+        f"local NEW_JOB = {_lua_list(item for pair in codec.NEW_JOB for item in pair)}",
+    ]
+
+
+def _enqueue_record_lua() -> str:
+    """``enqueue_record(at)``: the record ``enqueue.lua`` reads from ARGV at ``at``: its id, its
+    spec and :data:`.codec.ENQUEUE_ARGS` (an optional one, ``''`` or ``'='`` and its value, as
+    nil or the value), and an empty ``deps``. One table constructor: filled field by field in a
+    loop, the table grows and is rehashed, a microsecond more per job."""
+    fields = ["id = ARGV[at]", "spec = ARGV[at + 1]"]
+    for offset, name in enumerate(codec.ENQUEUE_ARGS, 2):
+        arg = f"ARGV[at + {offset}]"
+        if name != "rank" and FIELD_BY_NAME[name].optional:
+            arg = f"({arg} ~= '' and string.sub({arg}, 2) or nil)"
+        fields.append(f"{name} = {arg}")
+    return f"local function enqueue_record(at) return {{{', '.join(fields)}, deps = {{}}}} end"
 
 
 def _dependency_error_lua() -> str:
@@ -104,6 +163,7 @@ def constants_header() -> str:
             _dependency_error_lua(),
             _lost_error_lua(),
             _lost_rule_lua(),
+            *layout_header(),
         ]
     )
 

@@ -289,11 +289,12 @@ class SQLiteBackend(QueueBackend):
         :meth:`_deliver`), ``gone`` for those deleted; stop jobs cancelled remotely."""
         unseen = {job_id for job_id in watch_ids if job_id in self._running}
         missing = {job_id for job_id in watch_ids if job_id in self._subscribers}
-        for job_id, status, fence, *state in rows:
+        for row in rows:  # queries.WATCH: the job's update, then its fence
+            job_id, status, fence = row[0], row[1], row[-1]
             missing.discard(job_id)
             if job_id in self._subscribers:
                 try:
-                    update = update_of((job_id, status, *state))
+                    update = update_of(row)
                 except CorruptRow as exc:  # set aside by the next look (see _next)
                     logger.error("%s; setting it aside", exc)
                     self._corrupt.add(job_id)

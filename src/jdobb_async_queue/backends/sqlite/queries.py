@@ -3,7 +3,12 @@
 Status guards come from the state machine (:func:`jdobb_async_queue._states.sources`), so the
 transition table stays the one place where a transition is allowed: a statement that applies
 ``Event.X`` only touches rows whose status the table allows ``X`` from, and sets the status the
-table leads to. The schema itself is in ``schema_v*.sql`` beside this module.
+table leads to. The schema itself is in ``schema_v*.sql`` beside this module: the migrations,
+applied in order, that made each version of the file (they stay as they were written, so every
+existing file still upgrades the same way). What the statements here read and write of a job is
+derived from its one declaration, :class:`~jdobb_async_queue._records.JobRecord`: each field is
+the column of the same name (``tests/test_schema.py`` checks that the migrations make one for
+each), its JSON fields are JSON text.
 
 Lanes (PENDING jobs only): 0 ready, 1 scheduled, 2 waiting on dependencies. Queries on a lane
 name it as a literal, so SQLite can pick that lane's partial index.
@@ -11,16 +16,16 @@ name it as a literal, so SQLite can pick that lane's partial index.
 
 from __future__ import annotations
 
-from ..._records import JobRecord
+from ..._records import FIELD_NAMES, JSON_FIELDS, UPDATE_FIELDS, column_list
 from ..._states import Event, sources, transition
 
 READY, SCHEDULED, WAITING = 0, 1, 2
 
 #: The JobRecord fields, in order: the columns carry the same names.
-FIELDS: tuple[str, ...] = JobRecord.__struct_fields__
-COLUMNS = ", ".join(FIELDS)
-#: What a published update needs (see ``record_update``).
-UPDATE_COLUMNS = "id, status, progress, message, results, error, updated_at, update_seq"
+FIELDS: tuple[str, ...] = FIELD_NAMES
+COLUMNS = column_list(FIELDS)
+#: What a published update needs (``_records.UPDATE_FIELDS``), in that order.
+UPDATE_COLUMNS = column_list(UPDATE_FIELDS)
 _ALIVE = "(expires_at IS NULL OR expires_at > :now)"
 
 
@@ -123,7 +128,9 @@ _END = (
     "lane = NULL, completed_at = :now, "
     "expires_at = CASE WHEN ttl IS NULL THEN NULL ELSE :now + ttl END, " + _LEAVE
 )
+#: An ended job: its update, then its ``depends_on`` (at :data:`ENDED_DEPENDS_ON`).
 _ENDED = f"RETURNING {UPDATE_COLUMNS}, depends_on"
+ENDED_DEPENDS_ON = len(UPDATE_FIELDS)
 # The hot path: no RETURNING (the row count tells), no separate read of the held job, and
 # plain positional parameters, so many go out as one ``executemany`` of tuples (binding a dict
 # per row cost as much again as the update). In order (see ``complete_params``): results, now
@@ -141,6 +148,8 @@ def complete_params(
 ) -> tuple[object, ...]:
     """The parameters of :data:`COMPLETE`, in the order its placeholders appear."""
     return (results, now, now, now, touched, job_id, fence, fence)
+
+
 #: The jobs a run of completions stored (they share its ``touched``).
 COMPLETED = f"SELECT id FROM jobs WHERE status = '{target(Event.COMPLETE)}' AND touched = ?"
 UPDATE_ROW = f"SELECT {UPDATE_COLUMNS} FROM jobs WHERE id = ?"
@@ -181,14 +190,11 @@ LOST = (
 )
 # -- corrupt rows (set aside, see writes.set_aside) ----------------------------------------------
 
+#: The columns a corrupt row may have unreadable (they are replaced by empty values).
+REPAIRABLE: tuple[str, ...] = (*JSON_FIELDS, "priority")
 #: A row as stored, to find out what is corrupt about it.
-RAW_ROW = (
-    "SELECT seq, status, lane, data, metadata, results, depends_on, priority FROM jobs WHERE id = ?"
-)
-_REPAIR = (
-    "data = :data, metadata = :metadata, results = :results, depends_on = :depends_on, "
-    "priority = :priority, rank = :rank, error = :error"
-)
+RAW_ROW = f"SELECT seq, status, lane, {column_list(REPAIRABLE)} FROM jobs WHERE id = ?"
+_REPAIR = ", ".join(f"{name} = :{name}" for name in (*REPAIRABLE, "rank", "error"))
 #: A corrupt job that had not ended: FAILED, a terminal transition (status left unguarded: it
 #: may be one this code does not know).
 SET_ASIDE = (
@@ -275,9 +281,8 @@ RETRY = (
 GET = f"SELECT {COLUMNS} FROM jobs WHERE id = :id AND {_ALIVE}"
 COUNTS = "SELECT status, lane, n FROM counts"
 NEXT_DUE = f"SELECT min(execute_at) FROM jobs WHERE lane = {SCHEDULED}"
-WATCH = (
-    "SELECT id, status, fence, progress, message, results, error, updated_at, update_seq FROM jobs "
-)
+#: What a process reads of the jobs it watches: their update, then their ``fence``.
+WATCH = f"SELECT {UPDATE_COLUMNS}, fence FROM jobs "
 
 
 # -- custom updates between processes -----------------------------------------------------------

@@ -7,6 +7,11 @@ drops it if the request is rolled back, and otherwise adds its moves to the ``co
 once per batch. Every statement that changes a job's status or lane, inserts or deletes a job
 reports it through :meth:`Tx.moved`: a trigger would do it for every row, at about a third of
 the cost of a claim or a completion.
+
+Rows and records convert by the one declaration of a job's fields
+(:class:`~jdobb_async_queue._records.JobRecord`): a row of ``queries.COLUMNS`` holds its fields in
+order, the JSON ones as JSON text. Payloads are encoded here, never checked again: the queue
+checked them once, on their way in.
 """
 
 from __future__ import annotations
@@ -18,9 +23,18 @@ from typing import Any
 
 import msgspec
 
-from ..._codec import dump_json, load_json
+from ..._codec import load_json
+from ..._errors import SerializationError
 from ..._models import JobStatus
-from ..._records import PRIORITY_RANK, JobRecord, UpdateRecord
+from ..._records import (
+    JOB_FIELDS,
+    JSON_FIELDS,
+    PRIORITY_RANK,
+    UPDATE_FIELDS,
+    JobRecord,
+    UpdateRecord,
+    update_of_values,
+)
 from . import queries as q
 
 __all__ = [
@@ -46,9 +60,9 @@ NO_LANE = -1
 STATUSES = tuple(s.value for s in JobStatus)
 #: Ids per ``IN (...)`` list (some statements hold two): well under SQLite's 999 parameters.
 CHUNK = 400
-_JSON_FIELDS = frozenset({"data", "metadata", "results", "depends_on"})
-#: What each JSON column must decode to (``results`` may also be NULL).
-_JSON_TYPES: dict[str, type] = {"data": dict, "metadata": dict, "results": dict, "depends_on": list}
+#: What each JSON column must decode to (those in ``_NULLABLE`` may also be NULL).
+_JSON_TYPES: dict[str, type] = dict(JSON_FIELDS)
+_NULLABLE = frozenset(f.name for f in JOB_FIELDS if f.optional)
 
 
 class CorruptRow(Exception):
@@ -151,7 +165,7 @@ def record_of(row: Row) -> JobRecord:
 def _checked_record_of(row: Row) -> JobRecord:
     values = dict(zip(q.FIELDS, row, strict=True))
     try:
-        for name in _JSON_FIELDS:
+        for name in _JSON_TYPES:
             if values[name] is not None:
                 values[name] = load_json(values[name])
     except (ValueError, TypeError):
@@ -162,7 +176,7 @@ def _checked_record_of(row: Row) -> JobRecord:
         or any(
             not isinstance(values[name], kind)
             for name, kind in _JSON_TYPES.items()
-            if not (name == "results" and values[name] is None)
+            if not (name in _NULLABLE and values[name] is None)
         )
     ):
         problems = corruption(dict(zip(q.FIELDS, row, strict=True)))
@@ -180,7 +194,7 @@ def corruption(values: dict[str, Any]) -> dict[str, str]:
         problems["priority"] = f"unknown priority {_show(values['priority'])}"
     for name, kind in _JSON_TYPES.items():
         raw: Any = values.get(name)
-        if name not in values or (raw is None and name == "results"):
+        if name not in values or (raw is None and name in _NULLABLE):
             continue
         try:
             value = load_json(raw)
@@ -197,42 +211,56 @@ def _show(value: Any) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def update_of(row: Row) -> UpdateRecord:
-    """Build an :class:`UpdateRecord` from a row of ``queries.UPDATE_COLUMNS``.
+#: Where ``queries.UPDATE_COLUMNS`` holds id and status, and its JSON columns with their types.
+_UPDATE_WIDTH = len(UPDATE_FIELDS)
+_UPDATE_STATUS = list(UPDATE_FIELDS).index("status")
+_UPDATE_JSON = [(i, JSON_FIELDS[n]) for i, n in enumerate(UPDATE_FIELDS) if n in JSON_FIELDS]
 
-    Results that cannot be decoded (a corrupt row) are left out rather than failing the
+
+def update_of(row: Row) -> UpdateRecord:
+    """Build an :class:`UpdateRecord` from a row starting with ``queries.UPDATE_COLUMNS``.
+
+    JSON (results) that cannot be decoded (a corrupt row) is left out rather than failing the
     update.
 
     :raises CorruptRow: if its status is unknown (a row corrupted by hand)
     """
-    job_id, status, progress, message, results, error, updated_at, update_seq = row[:8]
-    if status not in STATUSES:
-        raise CorruptRow(str(job_id), f"unknown status {_show(status)}")
-    return UpdateRecord(
-        job_id=job_id,
-        status=status,
-        progress=progress,
-        message=message,
-        results=_results(results),
-        error=error,
-        timestamp=updated_at,
-        update_seq=update_seq,
-    )
+    values = list(row[:_UPDATE_WIDTH])
+    if values[_UPDATE_STATUS] not in STATUSES:
+        raise CorruptRow(str(values[0]), f"unknown status {_show(values[_UPDATE_STATUS])}")
+    for index, kind in _UPDATE_JSON:
+        values[index] = _lenient_json(values[index], kind)
+    return update_of_values(values)
 
 
-def _results(raw: Any) -> dict[str, Any] | None:
+def _lenient_json(raw: Any, kind: type) -> Any:
     if raw is None:
         return None
     try:
         value = load_json(raw)
     except (ValueError, TypeError):
         return None
-    return value if isinstance(value, dict) else None
+    return value if isinstance(value, kind) else None
+
+
+_encode = msgspec.json.Encoder().encode
 
 
 def to_json(value: Any, what: str) -> str:
-    """``value`` as JSON text (checked by :func:`~jdobb_async_queue._codec.dump_json`)."""
-    return dump_json(value, what).decode()
+    """``value`` as JSON text, for a JSON column.
+
+    Not checked again: the queue checked every payload and result once, on its way in
+    (:func:`~jdobb_async_queue._codec.checked_copy_within` and ``check_results``), so encoding
+    is all there is left to do.
+
+    :param what: the argument's name, for the error message
+    :raises SerializationError: if ``value`` cannot be encoded at all (a record that did not
+        come through the queue)
+    """
+    try:
+        return _encode(value).decode()
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SerializationError(what, str(exc)) from None
 
 
 def place(status: str, lane: int | None) -> Place:

@@ -37,7 +37,11 @@ from ..._codec import load_json
 from ..._errors import DuplicateJobError, UnknownDependencyError
 from ..._policy import dependency_error, lost_ends_job, lost_error
 from ..._records import (
+    FIELD_BY_NAME,
+    JSON_FIELDS,
+    OWNED_INITIAL,
     PRIORITY_RANK,
+    UPDATE_FIELDS,
     JobRecord,
     Lease,
     Outcome,
@@ -235,32 +239,27 @@ def _statuses(tx: Tx, job_ids: list[str], now: float) -> dict[str, str | None]:
     return statuses
 
 
+#: An empty JSON value as text (most payloads are empty: no need to encode them).
+_EMPTY_JSON: dict[type, str] = {dict: "{}", list: "[]"}
+
+
 def _row(tx: Tx, r: JobRecord, depends_on: list[str], now: float) -> dict[str, Any]:
+    """The ``queries.INSERT`` parameters of a new PENDING job: the fields the caller gave as it
+    gave them (``depends_on`` as resolved), the owned ones as a stored job starts
+    (``OWNED_INITIAL``), JSON fields as JSON text."""
     row = msgspec.structs.asdict(r)
-    row.update(
-        data=_json_object(r.data, "data"),
-        metadata=_json_object(r.metadata, "metadata"),
-        results=None if r.results is None else to_json(r.results, "results"),
-        depends_on=to_json(depends_on, "depends_on") if depends_on else "[]",
-        status=_PENDING,
-        rank=PRIORITY_RANK[r.priority],
-        lane=None,
-        fence=0,
-        pending_deps=0,
-        lost=0,
-        update_seq=1,
-        updated_at=now,
-        touched=tx.batch.touch(),
-    )
+    row.update(OWNED_INITIAL)
+    row["depends_on"] = depends_on
+    for name, kind in JSON_FIELDS.items():
+        value = row[name]
+        if value is not None:
+            row[name] = to_json(value, name) if value else _EMPTY_JSON[kind]
+    row.update(rank=PRIORITY_RANK[r.priority], lane=None, updated_at=now, touched=tx.batch.touch())
     return row
 
 
-def _json_object(value: dict[str, Any], what: str) -> str:
-    return to_json(value, what) if value else "{}"
-
-
 def _ended_row(row: dict[str, Any]) -> Row:
-    return tuple(row[c.strip()] for c in q.UPDATE_COLUMNS.split(","))
+    return tuple(row[name] for name in UPDATE_FIELDS)
 
 
 # -- claim ---------------------------------------------------------------------------------------
@@ -420,7 +419,7 @@ def _end(
     if ended is None:
         return None
     tx.emit(ended)
-    job_id, status, depends_on = ended[0], ended[1], ended[8]
+    job_id, status, depends_on = ended[0], ended[1], ended[q.ENDED_DEPENDS_ON]
     tx.moved(source, place(status, None))
     if depends_on != "[]":  # it may still wait on something: those edges are moot now
         tx.conn.execute(q.DROP_EDGES_FROM, (job_id,))
@@ -587,7 +586,12 @@ def post_message(tx: Tx, update: UpdateRecord, origin: str) -> None:
 
 # -- corrupt rows ----------------------------------------------------------------------------------
 
-_EMPTY = {"data": "{}", "metadata": "{}", "results": None, "depends_on": "[]", "priority": "normal"}
+#: What replaces each unreadable column of a corrupt row (in ``queries.REPAIRABLE`` order, as
+#: ``queries.RAW_ROW`` reads them): the field's default, as stored.
+_EMPTY = {
+    f.name: to_json(f.default, f.name) if f.json and f.default is not None else f.default
+    for f in (FIELD_BY_NAME[name] for name in q.REPAIRABLE)
+}
 
 
 def set_aside(tx: Tx, job_id: str, now: float, why: str | None = None) -> bool:

@@ -6,10 +6,10 @@
 --   caller listens for hand-offs, so park it if handlers stay idle; see `park` in lib.lua),
 --   number of job types (-1: any type), then the job types, then the hand-offs the caller has
 --   received since its last claim ('<fence>|<id>': confirmed, so not handed again).
--- Returns the claim's started_at and lease_expires_at, then 12 values per claimed job: its id,
--- then CLAIMED_FIELDS (spec, and the fields a claim does not set); Python builds the records,
--- so Redis spends no time on JSON. Jobs handed to the caller whose arrival it has not
--- confirmed come first (see `hand_again`).
+-- Returns the claim's started_at and lease_expires_at, then per claimed job its id and
+-- CLAIMED_FIELDS (`codec.CLAIMED`: spec, and the fields a claim does not set); Python builds
+-- the records, so Redis spends no time on JSON. Jobs handed to the caller whose arrival it has
+-- not confirmed come first (see `hand_again`).
 
 local worker_id, limit = ARGV[3], tonumber(ARGV[5])
 local lease_until = fmt(NOW + tonumber(ARGV[4]))

@@ -1,23 +1,23 @@
 -- enqueue_many: store new PENDING jobs, all or nothing.
 -- ARGV: now, resend flag and call token, count, then per record:
---   id, spec (JSON), job_type, rank, ttl?, max_retries, retry_delay, unique_key?, execute_at?
---   (on the caller's clock), max_lost,
---   number of dependencies, followed by that many dependency ids.
+--   id, spec (JSON), ENQUEUE_ARGS (generated from `codec.ENQUEUE_ARGS`: the rank and the fields
+--   the hash keeps besides the spec, optional ones as '' or '=' .. value; execute_at on the
+--   caller's clock; read by `enqueue_record`, generated too), number of dependencies, followed
+--   by that many dependency ids.
 -- Returns {'ok', id...} (a held unique key gives its holder's id), {'duplicate', id} or
 -- {'unknown', id...}; nothing is stored unless 'ok'.
 
 local function read_records()
   local records, at = {}, 4
   for _ = 1, tonumber(ARGV[3]) do
-    local r = {id = ARGV[at], spec = ARGV[at + 1], job_type = ARGV[at + 2], rank = ARGV[at + 3],
-      ttl = opt(ARGV[at + 4]), max_retries = ARGV[at + 5], retry_delay = ARGV[at + 6],
-      unique_key = opt(ARGV[at + 7]), execute_at = to_store(opt(ARGV[at + 8])),
-      max_lost = ARGV[at + 9], deps = {}}
-    local n = tonumber(ARGV[at + 10])
+    local r = enqueue_record(at)
+    at = at + 2 + #ENQUEUE_ARGS
+    r.execute_at = to_store(r.execute_at)
+    local n = tonumber(ARGV[at])
     for j = 1, n do
-      r.deps[j] = ARGV[at + 10 + j]
+      r.deps[j] = ARGV[at + j]
     end
-    at = at + 11 + n
+    at = at + 1 + n
     records[#records + 1] = r
   end
   return records
@@ -94,13 +94,12 @@ local function store(r)
   r.seq = next_seq()
   local n, broken, broken_status = count_deps(r.id, r.seq, r.deps, false)
   r.pending_deps = n
-  local fields = {'spec', r.spec, 'job_type', r.job_type, 'rank', r.rank, 'seq', r.seq,
-    'max_retries', r.max_retries, 'retry_delay', r.retry_delay, 'status', 'pending',
-    'attempts', 0, 'fence', 0, 'pending_deps', n, 'updated_at', NOW_S, 'lost', 0,
-    'max_lost', r.max_lost, 'update_seq', 1}
-  for _, name in ipairs({'ttl', 'execute_at', 'unique_key'}) do
+  local fields = {'spec', r.spec, 'seq', r.seq, 'pending_deps', n, 'updated_at', NOW_S,
+    unpack(NEW_JOB)}
+  for _, name in ipairs(ENQUEUE_ARGS) do
     if r[name] then
-      extend(fields, {name, r[name]})
+      fields[#fields + 1] = name
+      fields[#fields + 1] = r[name]
     end
   end
   if #r.deps > 0 then

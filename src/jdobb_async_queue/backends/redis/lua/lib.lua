@@ -1,6 +1,8 @@
 -- Helpers shared by the scripts. Each script gets only the definitions it uses (transitively),
--- after the generated ones (key names, state machine, backoff): see `redis/scripts.py`. Every
--- top-level definition starts with `local` at the start of a line, comments just above it.
+-- after the generated ones (key names, state machine, policy, and the job's layout in its hash:
+-- CLAIMED_FIELDS, RECORD_HASH, UPDATE_HASH, ENQUEUE_ARGS, NEW_JOB...): see `redis/scripts.py`
+-- and `redis/codec.py`, which derive the layout from JobRecord. Every top-level definition
+-- starts with `local` at the start of a line, comments just above it.
 --
 -- A definition whose line ends in "-- per call" depends on the call (its KEYS, ARGV, the time):
 -- as a script it runs with the rest; in the function library (Redis 7+, see `redis/scripts.py`),
@@ -104,10 +106,6 @@ local function wake_workers()
   end
 end
 
--- What a claim returns of each job besides its id (the order `codec.claimed_records` reads).
-local CLAIMED_FIELDS = {'spec', 'attempts', 'fence', 'progress', 'message', 'error', 'execute_at',
-  'deps', 'lost', 'max_lost', 'update_seq'}
-
 -- Fields a job's transitions read, with one HMGET: those ending a job, and those it needs to be
 -- filed again.
 local ENDING = {'status', 'fence', 'ttl', 'unique_key', 'dependents', 'where', 'job_type',
@@ -175,6 +173,18 @@ local function json_str(s)
   return cjson.encode(s)
 end
 
+-- Append to `out` the JSON members of the fields of `layout` (generated: {',"name":', quoted})
+-- that are set in `values` (an HMGET's reply, in the same order): text quoted, the rest (numbers,
+-- JSON) as stored.
+local function append_json(out, values, layout)
+  for i, field in ipairs(layout) do
+    local v = values[i]
+    if v then
+      out[#out + 1] = field[1] .. (field[2] and json_str(v) or v)
+    end
+  end
+end
+
 -- Tell the job's subscribers it is gone (deleted), if anybody listens.
 local function publish_gone(id)
   local channel = CH_UPDATES(id)
@@ -185,21 +195,10 @@ local function publish_gone(id)
     .. NOW_S .. ',"gone":true}')
 end
 
--- Publish the job's UpdateRecord on its channel.
+-- Publish the job's UpdateRecord on its channel (UPDATE_HASH: the fields it announces).
 local function publish_record(id, channel)
-  local f = call('HMGET', K_JOB(id), 'status', 'progress', 'message', 'results', 'error',
-    'updated_at', 'update_seq')
-  local out = {'{"job_id":', json_str(id), ',"status":"', f[1], '","progress":', f[2] or '0',
-    ',"timestamp":', f[6], ',"update_seq":', f[7] or '1'}
-  if f[3] then
-    out[#out + 1] = ',"message":' .. json_str(f[3])
-  end
-  if f[4] then
-    out[#out + 1] = ',"results":' .. f[4]
-  end
-  if f[5] then
-    out[#out + 1] = ',"error":' .. json_str(f[5])
-  end
+  local out = {UPDATE_START, json_str(id)}
+  append_json(out, call('HMGET', K_JOB(id), unpack(UPDATE_HASH)), UPDATE_JSON)
   out[#out + 1] = '}'
   call('PUBLISH', channel, table.concat(out))
 end
@@ -229,42 +228,12 @@ local function publish_updates(ids)
   end
 end
 
-local INT_FIELDS = {'lost', 'max_lost', 'update_seq'}
-local NUMBER_FIELDS = {'progress', 'completed_at', 'execute_at', 'started_at', 'lease_expires_at',
-  'expires_at'}
-local STRING_FIELDS = {'message', 'error', 'worker_id'}
-
--- The job as the JSON of a JobRecord: its stored spec with the changing fields appended.
+-- The job as the JSON of a JobRecord: its stored spec (the last of RECORD_HASH) with the
+-- record's other fields appended.
 local function record_json(id)
-  local raw = call('HGETALL', K_JOB(id))
-  local h = {}
-  for i = 1, #raw, 2 do
-    h[raw[i]] = raw[i + 1]
-  end
-  local out = {string.sub(h.spec, 1, -2), ',"status":"', h.status, '","attempts":', h.attempts,
-    ',"fence":', h.fence, ',"pending_deps":', h.pending_deps or '0', ',"updated_at":',
-    h.updated_at}
-  for _, name in ipairs(NUMBER_FIELDS) do
-    if h[name] then
-      out[#out + 1] = ',"' .. name .. '":' .. h[name]
-    end
-  end
-  for _, name in ipairs(INT_FIELDS) do
-    if h[name] then
-      out[#out + 1] = ',"' .. name .. '":' .. h[name]
-    end
-  end
-  for _, name in ipairs(STRING_FIELDS) do
-    if h[name] then
-      out[#out + 1] = ',"' .. name .. '":' .. json_str(h[name])
-    end
-  end
-  if h.results then
-    out[#out + 1] = ',"results":' .. h.results
-  end
-  if h.deps then
-    out[#out + 1] = ',"depends_on":' .. h.deps
-  end
+  local values = call('HMGET', K_JOB(id), unpack(RECORD_HASH))
+  local out = {string.sub(values[#RECORD_HASH], 1, -2)}
+  append_json(out, values, RECORD_JSON)
   out[#out + 1] = '}'
   return table.concat(out)
 end
@@ -514,20 +483,24 @@ local function candidates(types, limit)
 end
 
 -- Claim one ready job (already out of its ready zset and indexed as PROCESSING) for
--- `worker_id` until `lease_until`; append its id and CLAIMED_FIELDS to `out`. Returns its new
+-- `worker_id` until `lease_until`; append its id and CLAIMED_FIELDS to `out` (as text, as the
+-- hash holds them: `codec.claimed_records` splices them into the job's JSON). Returns its new
 -- fence.
 local function claim_one(id, worker_id, lease_until, out)
   local f = call('HMGET', K_JOB(id), unpack(CLAIMED_FIELDS))
-  f[2], f[3], f[11] = tonumber(f[2]) + 1, tonumber(f[3]) + 1, (tonumber(f[11]) or 0) + 1
+  local attempts, fence, seq = CLAIMED_AT.attempts, CLAIMED_AT.fence, CLAIMED_AT.update_seq
+  f[attempts] = tostring(tonumber(f[attempts]) + 1)
+  f[fence] = tostring(tonumber(f[fence]) + 1)
+  f[seq] = tostring((tonumber(f[seq]) or 0) + 1)
   call('HDEL', K_JOB(id), 'where')
-  call('HSET', K_JOB(id), 'status', 'processing', 'updated_at', NOW_S, 'update_seq', f[11],
-    'attempts', f[2], 'fence', f[3], 'worker_id', worker_id, 'started_at', NOW_S,
+  call('HSET', K_JOB(id), 'status', 'processing', 'updated_at', NOW_S, 'update_seq', f[seq],
+    'attempts', f[attempts], 'fence', f[fence], 'worker_id', worker_id, 'started_at', NOW_S,
     'lease_expires_at', lease_until)
   out[#out + 1] = id
   for i = 1, #CLAIMED_FIELDS do
     out[#out + 1] = f[i]
   end
-  return f[3]
+  return f[fence]
 end
 
 -- Claim up to `limit` ready jobs of `types` for `worker_id`, by priority then enqueue order
