@@ -188,6 +188,13 @@ def run(args: argparse.Namespace) -> None:
                     url = private.url
             elif backend == "postgres":
                 url = args.pg_url
+                try:
+                    import psycopg
+
+                    psycopg.connect(url, connect_timeout=2).close()
+                except Exception as exc:  # no server, or no psycopg: say so, measure the rest
+                    print(f"postgres: skipped ({type(exc).__name__}: {exc})".splitlines()[0])
+                    continue
             for kind in kinds:
                 for loop in loops:
                     figures = []

@@ -982,13 +982,19 @@ async def test_a_busy_worker_uses_at_most_pool_size_plus_one_connections(
 
 
 def _rows_read(plan: dict[str, Any]) -> int:
-    """The most rows any scan node of an ``EXPLAIN (ANALYZE, FORMAT JSON)`` plan read."""
-    own = plan["Actual Rows"] * plan.get("Actual Loops", 1) if "Scan" in plan["Node Type"] else 0
-    return max([own, *(_rows_read(p) for p in plan.get("Plans", []))])
+    """The most rows any scan node of an ``EXPLAIN (ANALYZE, FORMAT JSON)`` plan read: those
+    it returned and those its filters threw away, over all its loops."""
+    read = 0
+    if "Scan" in plan["Node Type"]:
+        per_loop = plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)
+        read = (per_loop + plan.get("Rows Removed by Index Recheck", 0)) * plan["Actual Loops"]
+    read += plan.get("Rows Removed by Join Filter", 0)
+    return max([read, *(_rows_read(p) for p in plan.get("Plans", []))])
 
 
 def _explain(conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> int:
-    """Rows the busiest scan of ``query`` read, run after ``BY_KEY`` and rolled back."""
+    """Rows the busiest scan of ``query`` read, run after ``BY_KEY`` (as the store runs it) and
+    rolled back."""
     from jdobb_async_queue.backends.postgres import queries
 
     with conn.transaction(force_rollback=True):
@@ -1003,9 +1009,9 @@ async def test_claims_and_completions_read_only_the_rows_they_change(
 ) -> None:
     # A backlog filled since the table's last ANALYZE (as every fresh burst is): the planner
     # thinks it holds a handful of rows. A claim must still walk the ready index in order and
-    # stop at its limit, and a batch of completions find its jobs by id, whatever the status
-    # index offers; before, both read every ready (or processing) job: a cost growing with the
-    # backlog on every call.
+    # stop at its limit, and a batch of completions or renewals find its jobs by id, whatever
+    # the status index offers; before, each read every ready (or processing) job: a cost
+    # growing with the backlog on every call. Each runs as the store runs it (after BY_KEY).
     from jdobb_async_queue._jobspec import build_record
     from jdobb_async_queue.backends.postgres import queries
 
@@ -1018,25 +1024,68 @@ async def test_claims_and_completions_read_only_the_rows_they_change(
     )
     assert len(claimed) == 100
 
-    def explain() -> tuple[int, int, int]:
+    def explain() -> tuple[int, int, int, int]:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(backend.schema)))
             common = {"now": None, "cnow": time.time(), "worker_id": "w", "lease": 60.0}
             common.update(limit=20, channel=backend.schema, origin="test")
             by_type = _explain(conn, queries.CLAIM_TYPES, {**common, "types": ["t0", "t1"]})
             any_type = _explain(conn, queries.CLAIM_ANY, common)
-            ids = [r.id for r in claimed[:20]]
+            ids = [r.id for r in claimed[-20:]]  # the last ones a status walk would reach
             complete = _explain(
                 conn,
                 queries.COMPLETE_MANY,
                 {**common, "ids": ids, "fences": [None] * 20, "results": [None] * 20},
             )
-            return by_type, any_type, complete
+            fences = [r.fence for r in claimed[-20:]]
+            renew = _explain(
+                conn,
+                queries.RENEW,
+                {**common, "ids": ids, "fences": fences, "duration": 60.0},
+            )
+            return by_type, any_type, complete, renew
 
-    by_type, any_type, complete = await anyio.to_thread.run_sync(explain)
+    by_type, any_type, complete, renew = await anyio.to_thread.run_sync(explain)
     assert by_type <= 2 * 20, by_type  # the first 20 of each type at most
     assert any_type <= 20, any_type
     assert complete <= 20, complete
+    assert renew <= 20, renew
+
+
+async def test_a_claim_that_locked_more_than_it_took_wakes_the_other_claimers(
+    backends: Callable[..., PostgresBackend], pg_url: str
+) -> None:
+    # A claim by two types locks the first `limit` of each, takes `limit` of them, and the rest
+    # were skipped by other claimers meanwhile: at its COMMIT it wakes them ('j'); a claim
+    # that locked only what it took wakes no one.
+    from jdobb_async_queue._jobspec import build_record
+
+    backend = backends()
+    now = time.time()
+    jobs = [build_record(t, {}, {}, now=now, default_ttl=None) for t in ["a"] * 5 + ["b"] * 5]
+    await backend.enqueue_many(jobs, now=now)
+    await backend.stats(now=now)
+
+    def wake_ups(claim: Callable[[], Awaitable[Any]]) -> list[str]:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(backend.schema)))
+            anyio.from_thread.run(claim)
+            return [n.payload for n in conn.notifies(timeout=0.5) if n.payload == "j"]
+
+    async def both() -> None:
+        taken = await backend.claim_pending_job(
+            ["a", "b"], limit=5, worker_id="w", lease=60, now=time.time()
+        )
+        assert [r.job_type for r in taken] == ["a"] * 5  # FIFO across the types
+
+    async def one_type() -> None:
+        taken = await backend.claim_pending_job(
+            ["b"], limit=5, worker_id="w", lease=60, now=time.time()
+        )
+        assert [r.job_type for r in taken] == ["b"] * 5
+
+    assert await anyio.to_thread.run_sync(wake_ups, both) == ["j"]
+    assert await anyio.to_thread.run_sync(wake_ups, one_type) == []
 
 
 async def test_a_call_that_waited_for_a_connection_keeps_its_times(

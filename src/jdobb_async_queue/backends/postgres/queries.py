@@ -81,9 +81,13 @@ def target(event: Event) -> str:
 
 #: Finds the jobs a worker holds (by ``jobs_by_status``; :func:`guard` only checks).
 HELD = "status = 'processing'"
-#: Run first in a transaction of batch statements (claims, completions, renewals): they find
-#: their rows by key whatever the statistics say (see :func:`guard`), never by a scan of the
-#: table or of a status, joined by hash, that a stale estimate of a few rows makes look cheap.
+#: Run first in a transaction of batch statements (a claim, a batch of completions or of
+#: renewals): they find their rows by index whatever the statistics say, never by a scan of the
+#: table or of a status, joined by hash, that a stale estimate makes look cheap (a fresh burst
+#: of 3,000 jobs is "a few rows" to the planner). ``set_config(..., true)`` lasts to the COMMIT;
+#: the plans psycopg prepares are cached by PostgreSQL without regard to these settings, so a
+#: statement that also runs in other transactions (``NOTIFY``, a dependency's release) may keep
+#: a plan made under them there: every one of those finds its rows by key either way.
 BY_KEY = (
     "SELECT set_config('enable_seqscan', 'off', true), "
     "set_config('enable_bitmapscan', 'off', true), "
@@ -174,8 +178,8 @@ _TOLD = (
     "told AS (SELECT pg_notify(%(channel)s, CASE WHEN octet_length(p) > 7900 "
     "THEN 'u ' || %(origin)s || ' *' ELSE p END) FROM (SELECT 'u ' || %(origin)s || ' ' || "
     "json_agg(id)::text AS p FROM claimed) AS agg WHERE p IS NOT NULL) "
-    "SELECT claimed.* FROM claimed LEFT JOIN told ON true"
 )
+_CLAIMED = "SELECT claimed.* FROM claimed LEFT JOIN told ON true"
 #: The rows a claim may take: ready, and in the state a claim starts from. ``FOR UPDATE SKIP
 #: LOCKED`` checks this again on the newest row version as it locks it, and the lock holds to
 #: the COMMIT, so the UPDATE needs no guard of its own: it finds its rows by primary key, a plan
@@ -187,17 +191,23 @@ _PICKABLE = f"lane = {READY} AND {guard(Event.CLAIM)}"
 #: otherwise bitmap-scan and sort every ready row rather than walk ``jobs_ready`` in order.)
 CLAIM_ANY = (
     f"WITH picked AS (SELECT seq FROM jobs WHERE {_PICKABLE} ORDER BY rank, seq "
-    f"LIMIT %(limit)s FOR UPDATE SKIP LOCKED), claimed AS ({_CLAIM}), {_TOLD}"
+    f"LIMIT %(limit)s FOR UPDATE SKIP LOCKED), claimed AS ({_CLAIM}), {_TOLD}{_CLAIMED}"
 )
 #: The same for some job types: the first ``limit`` of each type, in ``jobs_ready_by_type``'s
 #: order, then the first ``limit`` of those. (``job_type = ANY(...)`` in one scan would read
-#: every ready row of those types and sort them, a cost growing with the backlog.)
+#: every ready row of those types and sort them, a cost growing with the backlog.) The rows
+#: locked but not taken are free again at the COMMIT; as other claimers skipped them meanwhile
+#: (and may have found nothing), the statement then wakes them (``j``).
 CLAIM_TYPES = (
-    "WITH picked AS (SELECT c.seq FROM unnest(%(types)s::text[]) AS t(job_type) "
+    "WITH locked AS (SELECT c.seq, c.rank FROM unnest(%(types)s::text[]) AS t(job_type) "
     "CROSS JOIN LATERAL (SELECT seq, rank FROM jobs "
     f"WHERE {_PICKABLE} AND jobs.job_type = t.job_type ORDER BY rank, seq "
-    "LIMIT %(limit)s FOR UPDATE SKIP LOCKED) AS c ORDER BY c.rank, c.seq LIMIT %(limit)s), "
-    f"claimed AS ({_CLAIM}), {_TOLD}"
+    "LIMIT %(limit)s FOR UPDATE SKIP LOCKED) AS c), "
+    "picked AS (SELECT seq FROM locked ORDER BY rank, seq LIMIT %(limit)s), "
+    f"claimed AS ({_CLAIM}), {_TOLD}, "
+    "spare AS (SELECT pg_notify(%(channel)s, 'j') "
+    "WHERE (SELECT count(*) FROM locked) > (SELECT count(*) FROM picked)) "
+    f"{_CLAIMED} LEFT JOIN spare ON true"
 )
 # -- reports from workers ----------------------------------------------------------------------
 

@@ -256,8 +256,8 @@ async def test_counts_past_what_a_store_holds_are_refused(queue: JobQueue, optio
             await queue.enqueue_many([{"job_type": "t"}, {"job_type": "t", option: bad}])
     assert await queue.list_jobs() == []
     largest: dict[str, Any] = {option: 2**31 - 1}
-    job = await queue.get(await queue.enqueue("t", **largest))
-    assert job is not None and getattr(job, option, 2**31 - 1) == 2**31 - 1
+    record = await queue.backend.get(await queue.enqueue("t", **largest), now=queue.clock())
+    assert record is not None and getattr(record, option) == 2**31 - 1
 
 
 async def test_an_outcome_label_comes_from_the_decision(queue: JobQueue) -> None:
