@@ -10,6 +10,10 @@ time) plus idle-worker latency (one job at a time, worker already waiting), peak
     python bench/throughput.py --backend sqlite --url sqlite:///bench.db
     python bench/throughput.py --backend redis --url redis://127.0.0.1:6379/0
     python bench/throughput.py --compare 5           # tasks vs handlers, 5 alternating rounds
+    python bench/throughput.py --ops metrics         # with metrics (or otel-api, otel-off, ...)
+
+``--ops`` instruments the queue and the worker as ``bench/ops_overhead.py``'s set-up of that name
+does (which measures what each costs, in alternating rounds).
 """
 
 from __future__ import annotations
@@ -65,6 +69,10 @@ async def run_once(args: argparse.Namespace, loop: str) -> Figures:
     starts: dict[str, float] = {}
     done = anyio.Event()
     worker = Worker(queue, max_concurrent=args.concurrency, poll_interval=0.5)
+    if args.ops != "plain":
+        from ops_overhead import _setup  # beside this file; imports the OpenTelemetry SDK
+
+        _setup(args.ops, queue, worker)
     enqueued_at: dict[str, float] = {}
     next_start: list[anyio.Event | None] = [None]  # set by the next job to start (idle latency)
 
@@ -193,6 +201,9 @@ def main() -> None:
                         help="run the no-op as a @queue.task instead of a handler")
     parser.add_argument("--no-memory", dest="memory", action="store_false",
                         help="skip tracemalloc (it slows everything down by ~2x)")
+    parser.add_argument("--ops", default="plain",
+                        choices=["plain", "metrics", "otel-api", "otel-off", "otel-sdk"],
+                        help="instrument as bench/ops_overhead.py's set-up of this name")
     parser.add_argument("--compare", type=int, default=0, metavar="ROUNDS",
                         help="run handlers and tasks alternately ROUNDS times per loop (no "
                              "tracemalloc) and print their medians and what tasks cost")
@@ -205,7 +216,7 @@ def main() -> None:
         compare(args)
         return
     print(f"backend={args.backend} jobs={args.jobs} max_concurrent={args.concurrency} "
-          f"{'tasks' if args.tasks else 'handlers'} "
+          f"{'tasks' if args.tasks else 'handlers'} ops={args.ops} "
           f"python={sys.version.split()[0]} tracemalloc={'on' if args.memory else 'off'}")
     header = (f"{'loop':8} {'enqueue/s':>10} {'process/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
               f"{'idle p50':>9} {'peak MiB':>9} {'bulk/s':>9}")

@@ -130,6 +130,11 @@ FOREIGN: dict[tuple[str, str], str] = {
     ("jdobb_async_queue.testing.contract", "_pytestfixturefunction"): (
         "telling pytest fixtures apart from tests when the suite is star-imported"
     ),
+    ("jdobb_async_queue.tracing", "_TRACER_PROVIDER"): (
+        "whether a global tracer provider is set, read before each span: get_tracer_provider() "
+        "also looks OTEL_PYTHON_TRACER_PROVIDER up in os.environ, ten times as long; the module "
+        "falls back to it if the name goes"
+    ),
 }
 
 #: Public despite the underscore (it only avoids clashing with field names): namedtuple's API.

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -212,36 +213,36 @@ class JobOutcome:
     #: Seconds the attempt ran, on this worker's monotonic clock.
     duration: float
 
-    @property
+    # The four below are worked out from ``job`` on first read and kept. A worker's outcome
+    # has them already (``claimed_outcome``): a ``cached_property`` is found in the instance's
+    # ``__dict__`` first, so reading one there is a plain lookup, with no call.
+
+    @cached_property
     def job_id(self) -> str:
         """``job.id``."""
-        return self._claim().id
+        return self.job.id
 
-    @property
+    @cached_property
     def job_type(self) -> str:
         """``job.job_type``."""
-        return self._claim().job_type
+        return self.job.job_type
 
-    @property
+    @cached_property
     def attempt(self) -> int:
         """``job.attempts``: this attempt's number, 1 for the first."""
-        return self._claim().attempts
+        return self.job.attempts
 
-    @property
+    @cached_property
     def queue_wait(self) -> float | None:
         """Seconds from the job's enqueue (or its due time, if later) to the start of this
         attempt, on the store's clock; None if the job has no start time."""
-        claimed: JobRecord | None = self.__dict__.get("_claimed")
-        if claimed is not None:
-            return _waited(claimed.created_at, claimed.execute_at, claimed.started_at)
         job = self.job
-        due = None if job.execute_at is None else job.execute_at.timestamp()
-        started = None if job.started_at is None else job.started_at.timestamp()
-        return _waited(job.created_at.timestamp(), due, started)
-
-    def _claim(self) -> Job | JobRecord:
-        claimed: JobRecord | None = self.__dict__.get("_claimed")
-        return self.job if claimed is None else claimed
+        if job.started_at is None:
+            return None
+        since = job.created_at
+        if job.execute_at is not None and job.execute_at > since:
+            since = job.execute_at
+        return max((job.started_at - since).total_seconds(), 0.0)
 
 
 # Installed after the class is made, so dataclass sees a plain required field; its __init__
@@ -260,24 +261,31 @@ def claimed_outcome(
     """The :class:`JobOutcome` of an attempt of ``claimed`` (the record the worker claimed),
     whose ``job`` is ``to_job(claimed)``, built the first time it is read, so ``claimed`` must
     not change afterwards (a worker's claimed records are its own copies, left alone once the
-    attempt ends). For the runtime; a test of a callback builds ``JobOutcome(job=..., ...)``."""
+    attempt ends). For the runtime; a test of a callback builds ``JobOutcome(job=..., ...)``.
+
+    Called for every attempt when a callback is registered, so it fills the instance's
+    ``__dict__`` item by item (cheaper than ``update`` or ``__init__``'s ``object.__setattr__``)
+    and works out ``queue_wait`` inline, as :attr:`JobOutcome.queue_wait` does from the job."""
     outcome = JobOutcome.__new__(JobOutcome)
-    outcome.__dict__.update(
-        _claimed=claimed,
-        _to_job=to_job,
-        status=status,
-        error=error,
-        results=results,
-        duration=duration,
-    )
-    return outcome
-
-
-def _waited(created: float, due: float | None, started: float | None) -> float | None:
+    held = outcome.__dict__
+    held["_claimed"] = claimed
+    held["_to_job"] = to_job
+    held["status"] = status
+    held["error"] = error
+    held["results"] = results
+    held["duration"] = duration
+    held["job_id"] = claimed.id
+    held["job_type"] = claimed.job_type
+    held["attempt"] = claimed.attempts
+    started = claimed.started_at
     if started is None:
-        return None
-    since = created if due is None or due < created else due
-    return max(started - since, 0.0)
+        held["queue_wait"] = None
+    else:
+        since, due = claimed.created_at, claimed.execute_at
+        if due is not None and due > since:
+            since = due
+        held["queue_wait"] = started - since if started > since else 0.0
+    return outcome
 
 
 class WorkerInfo(BaseModel):

@@ -26,17 +26,19 @@ expects); the gauges describe the whole store, refreshed by :meth:`QueueMetrics.
 :meth:`QueueMetrics.run` beside the worker, which the CLI does). Each :class:`QueueMetrics` has
 a registry of its own unless you pass one (``prometheus_client.REGISTRY`` to share the global).
 
-The counter and the histograms are tallied in plain lists, one set per job type, and made into
-metric families only when the registry is scraped (a custom collector): an attempt costs a few
-increments under one lock instead of three labelled ``prometheus_client`` observations, each
-with its own lock (the Overhead section of ``docs/operations.md`` has the figures). The
-exposition is the same, without the optional ``*_created`` series.
+The counter and the histograms are recorded in plain lists, one set per job type, folded into
+counts in batches and made into metric families only when the registry is scraped (a custom
+collector): an attempt costs three list appends, with no lock, instead of three labelled
+``prometheus_client`` observations, each with its own lock (the Overhead section of
+``docs/operations.md`` has the figures). The exposition is the same, without the optional
+``*_created`` series.
 """
 
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
+from bisect import bisect_right
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -137,10 +139,31 @@ class QueueMetrics:
         return make_asgi_app(registry=self.registry)
 
 
+#: Attempts of one job type recorded before :meth:`_AttemptTallies.observe` folds them into
+#: its tally (a scrape folds whatever is there): what bounds the memory they hold, under
+#: 100 kB per job type.
+FOLD_AT = 1024
+
+
 class _AttemptTallies:
-    """The attempts counter and the run-time and queue-wait histograms, as a collector: tallied
-    per job type in plain lists by :meth:`observe`, made into metric families by
-    :meth:`collect` when the registry is scraped (from any thread: hence the lock)."""
+    """The attempts counter and the run-time and queue-wait histograms, as a collector.
+
+    :meth:`observe`, once per attempt, only appends the attempt's status, run time and wait to
+    three lists of its job type. Every :data:`FOLD_AT` attempts of a type, and at each scrape,
+    :meth:`_fold` moves what the lists hold into the tallies a batch at a time, mostly in C (a
+    ``Counter`` of the statuses; the run times, and the waits, sorted once, then one
+    ``bisect`` per bucket bound), which costs less than bucketising each attempt as it ends.
+
+    Thread safety: the worker calls :meth:`observe` on its event loop's thread, and a scrape
+    may come from another (prometheus-client's HTTP server thread), as may a worker of another
+    thread sharing this instance. ``list.append`` is atomic (under the GIL, and in a
+    free-threaded build, where each list locks itself), so :meth:`observe` takes no lock; a
+    fold takes one, as does reading the tallies, and removes from each list only the items it
+    copied (``del values[:n]``), so what is appended meanwhile waits for the next fold. Each
+    list is folded on its own, so a fold that runs between the appends of one attempt counts
+    its status now and its run time at the next fold: a scrape in between may see the count
+    one ahead of the histogram, never a lost attempt.
+    """
 
     def __init__(self, prefix: str) -> None:
         self._names = (
@@ -149,28 +172,39 @@ class _AttemptTallies:
             f"{prefix}_job_queue_wait_seconds",
         )
         self._lock = threading.Lock()
-        self._by_type: dict[str, _Tally] = {}
+        self._fresh: dict[str, _Fresh] = {}  # appended by observe, not folded yet
+        self._by_type: dict[str, _Tally] = {}  # folded: read by collect, under the lock
 
     def observe(self, outcome: JobOutcome) -> None:
-        job_type, duration, wait = outcome.job_type, outcome.duration, outcome.queue_wait
+        """Record one ended attempt (a ``Worker.on_outcome`` callback)."""
+        fresh = self._fresh.get(outcome.job_type)
+        if fresh is None:  # setdefault: two threads seeing a new type at once keep one
+            fresh = self._fresh.setdefault(outcome.job_type, _Fresh())
+        fresh.statuses.append(outcome.status)
+        runs = fresh.runs
+        runs.append(outcome.duration)
+        wait = outcome.queue_wait
+        if wait is not None:
+            fresh.waits.append(wait)
+        if len(runs) >= FOLD_AT:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Move every job type's fresh attempts into its tally."""
         with self._lock:
-            tally = self._by_type.get(job_type)
-            if tally is None:
-                tally = self._by_type[job_type] = _Tally()
-            outcomes = tally.outcomes
-            outcomes[outcome.status] = outcomes.get(outcome.status, 0) + 1
-            tally.run[bisect_left(BUCKETS, duration)] += 1
-            tally.run_sum += duration
-            if wait is not None:
-                tally.wait[bisect_left(BUCKETS, wait)] += 1
-                tally.wait_sum += wait
+            for job_type, fresh in list(self._fresh.items()):
+                tally = self._by_type.get(job_type)
+                if tally is None:
+                    tally = self._by_type[job_type] = _Tally()
+                tally.add(_taken(fresh.statuses), _taken(fresh.runs), _taken(fresh.waits))
 
     def describe(self) -> Iterator[Metric]:
         """The families, empty: how the registry learns their names (and refuses duplicates)."""
         return iter(self._families())
 
     def collect(self) -> Iterator[Metric]:
-        """The families, filled from a copy of the tallies taken under the lock."""
+        """The families, filled from a copy of the tallies taken under the lock, after a fold."""
+        self._fold()
         with self._lock:
             copies = [(job_type, tally.copy()) for job_type, tally in self._by_type.items()]
         attempts, run, wait = families = self._families()
@@ -198,6 +232,26 @@ class _AttemptTallies:
         )
 
 
+class _Fresh:
+    """One job type's attempts recorded since the last fold, in the order they ended (the
+    waits: of the attempts that have one)."""
+
+    __slots__ = ("runs", "statuses", "waits")
+
+    def __init__(self) -> None:
+        self.statuses: list[str] = []
+        self.runs: list[float] = []
+        self.waits: list[float] = []
+
+
+def _taken(values: list[Any]) -> list[Any]:
+    """The items ``values`` holds now, removed from it (not those appended meanwhile)."""
+    n = len(values)
+    taken = values[:n]
+    del values[:n]
+    return taken
+
+
 class _Tally:
     """One job type's counts: attempts by outcome; for each histogram, observations per bucket
     (``run[i]``: at most ``BUCKETS[i]`` and above the one before; the last: above them all) and
@@ -212,12 +266,32 @@ class _Tally:
         self.wait = [0] * (len(BUCKETS) + 1)
         self.wait_sum = 0.0
 
+    def add(self, statuses: list[str], runs: list[float], waits: list[float]) -> None:
+        """Count a batch of attempts (their statuses, run times and waits)."""
+        outcomes = self.outcomes
+        for status, count in Counter(statuses).items():
+            outcomes[status] = outcomes.get(status, 0) + count
+        self.run_sum += _bucketise(self.run, runs)
+        self.wait_sum += _bucketise(self.wait, waits)
+
     def copy(self) -> _Tally:
         copy = _Tally()
         copy.outcomes = dict(self.outcomes)
         copy.run, copy.run_sum = list(self.run), self.run_sum
         copy.wait, copy.wait_sum = list(self.wait), self.wait_sum
         return copy
+
+
+def _bucketise(counts: list[int], values: list[float]) -> float:
+    """Add ``values`` to the per-bucket ``counts`` (sorting ``values``); return their sum."""
+    values.sort()
+    below = 0  # values in the buckets so far: at most the bound before
+    for i, bound in enumerate(BUCKETS):
+        upto = bisect_right(values, bound)
+        counts[i] += upto - below
+        below = upto
+    counts[-1] += len(values) - below
+    return sum(values)
 
 
 # The ``le`` labels as prometheus_client writes them ("0.001", "1.0", "600.0"; its

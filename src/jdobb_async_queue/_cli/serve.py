@@ -213,13 +213,15 @@ def log_outcomes(worker: Worker) -> None:
 
 
 def _log_outcome(outcome: JobOutcome) -> None:
-    job = outcome.job
+    # The outcome's own job_id, job_type and attempt: reading outcome.job would build a pydantic
+    # Job for every attempt; only a retry's message needs it (for max_retries).
+    job_id, job_type, attempt = outcome.job_id, outcome.job_type, outcome.attempt
     took = f"{outcome.duration * 1000:.1f} ms"
     # The fields of the JSON log format (one object per line); the text format ignores them.
     fields = {
-        "job_id": job.id,
-        "job_type": job.job_type,
-        "attempt": job.attempts,
+        "job_id": job_id,
+        "job_type": job_type,
+        "attempt": attempt,
         "outcome": outcome.status,
         "duration": round(outcome.duration, 6),
     }
@@ -227,29 +229,24 @@ def _log_outcome(outcome: JobOutcome) -> None:
         fields["error"] = outcome.error
     extra = {"job": fields}
     if outcome.status == "complete":
-        log.info("job %s %s complete in %s", job.id, job.job_type, took, extra=extra)
+        log.info("job %s %s complete in %s", job_id, job_type, took, extra=extra)
     elif outcome.status == "released":
         log.warning(
-            "job %s %s handed back to the queue (worker stopping)",
-            job.id,
-            job.job_type,
-            extra=extra,
+            "job %s %s handed back to the queue (worker stopping)", job_id, job_type, extra=extra
         )
     elif outcome.status == "lost":
         log.warning(
             "job %s %s taken away after %s (cancelled, or its lease lost)",
-            job.id,
-            job.job_type,
+            job_id,
+            job_type,
             took,
             extra=extra,
         )
     else:
         retry = ""
         if outcome.status == "retrying":
-            retry = f" (attempt {job.attempts} of {job.max_retries + 1}, will retry)"
-        log.warning(
-            "job %s %s failed: %s%s", job.id, job.job_type, outcome.error, retry, extra=extra
-        )
+            retry = f" (attempt {attempt} of {outcome.job.max_retries + 1}, will retry)"
+        log.warning("job %s %s failed: %s%s", job_id, job_type, outcome.error, retry, extra=extra)
 
 
 async def run_worker(

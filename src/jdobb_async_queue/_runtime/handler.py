@@ -37,7 +37,6 @@ Middleware = Callable[[JobContext, Callable[[], Awaitable[Any]]], Awaitable[Any]
 logger = logging.getLogger("jdobb_async_queue.worker")
 
 
-
 class JobRunner:
     """Runs claimed jobs through their handlers and reports each outcome to the backend."""
 
@@ -51,6 +50,7 @@ class JobRunner:
         middleware: Sequence[Middleware] = (),
     ) -> None:
         self._middleware = tuple(middleware)
+        self._inner_first = self._middleware[::-1]
         self._queue = queue
         self._backend = queue.backend
         self._handlers = handlers
@@ -121,15 +121,14 @@ class JobRunner:
             return _failure(record, f"timed out after {record.timeout:g}s")
         return _success(record, results)
 
-    async def _through_middleware(self, ctx: JobContext, handler: HandlerFunc) -> Any:
-        """Run ``handler`` inside the middleware, the first registered outermost."""
-
-        async def call(index: int) -> Any:
-            if index == len(self._middleware):
-                return await handler(ctx)
-            return await self._middleware[index](ctx, partial(call, index + 1))
-
-        return await call(0)
+    def _through_middleware(self, ctx: JobContext, handler: HandlerFunc) -> Awaitable[Any]:
+        """The attempt inside the middleware, the first registered outermost: each is handed a
+        ``call_next`` that starts the next one (the last one's runs the handler). Built of
+        partials, so a middleware costs the attempt one call and one coroutine, no more."""
+        call_next: Callable[[], Awaitable[Any]] = partial(handler, ctx)
+        for middleware in self._inner_first:
+            call_next = partial(middleware, ctx, call_next)
+        return call_next()
 
     async def release(self, records: list[JobRecord]) -> None:
         """Hand claimed jobs back (PENDING, due at once), while being cancelled.
