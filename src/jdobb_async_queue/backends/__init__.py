@@ -11,8 +11,13 @@ the one declaration of a job's fields says of them (:data:`FIELD_NAMES`, :data:`
 ``docs/backends.md`` for a worked example and for running the shipped contract suite
 (``jdobb_async_queue.testing.contract``) against your own backend.
 
+A backend receives records the queue has checked: :class:`JobQueue` validates a job's payloads
+(JSON that survives a round trip) once, on the way in, and no built-in backend checks them again.
+A record built by hand and handed straight to a backend is not checked at all (SQLite, for one,
+stores a NaN as ``null``).
+
 ``open_backend`` turns the ``backend=`` / ``url=`` arguments of :class:`JobQueue` into an instance.
-The SQLite and Redis modules are imported only when asked for.
+The SQLite, Redis and PostgreSQL modules are imported only when asked for.
 """
 
 from __future__ import annotations
