@@ -25,6 +25,7 @@ from anyio.lowlevel import RunVar
 from typing_extensions import Unpack
 
 from ._broadcast import Broadcaster
+from ._codec import CheckedJSON, is_json_scalar
 from ._context import HandlerFunc, JobContext, is_async_callable
 from ._errors import (
     ConfigurationError,
@@ -336,7 +337,7 @@ class TaskHandler:
         try:
             if self.is_async:
                 call = func(*args, **kwargs)  # a bad signature raises here, not in the body
-                return {"result": await call}
+                return _boxed_result(await call)
             boxed = functools.partial(_boxed, func, *args, **kwargs)
             # abandon_on_cancel: a timeout or cancel must not wait for the thread, which
             # cannot be interrupted; it finishes in the background, result discarded.
@@ -347,7 +348,15 @@ class TaskHandler:
             _check_binding(self.task, args, kwargs)  # arguments that don't fit: say so clearly
             raise
         value = await call if inspect.isawaitable(call) else call
-        return {"result": value}
+        return _boxed_result(value)
+
+
+def _boxed_result(value: Any) -> dict[str, Any]:
+    """A task's results, ``{"result": value}``: marked as checked when ``value`` is a JSON
+    scalar (None, the common case, included), so the runner does not check it again."""
+    if is_json_scalar(value):
+        return CheckedJSON(result=value)
+    return {"result": value}
 
 
 #: The arguments of a call stored without any (``{}``): never changed, only unpacked.
