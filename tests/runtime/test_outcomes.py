@@ -16,6 +16,7 @@ from jdobb_async_queue import (
     JobStatus,
     Worker,
 )
+from jdobb_async_queue.backends import Outcome
 
 from ..conftest import QueueFactory
 
@@ -168,3 +169,61 @@ async def test_on_outcome_takes_plain_functions_only(make_queue: QueueFactory) -
     for bad in (coroutine_function, AsyncCallable(), "not callable", None):
         with pytest.raises(ConfigurationError, match="on_outcome"):
             worker.on_outcome(bad)  # type: ignore[type-var]
+
+
+# -- an outcome the store refuses is logged -----------------------------------------------------
+
+REFUSED = "outcome of job {} was not stored: the job is no longer this attempt's"
+
+
+async def test_process_one_logs_an_outcome_the_store_refuses(
+    make_queue: QueueFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``process_one`` hears no cancellation, so a job cancelled while it runs still reaches its
+    end; the store refuses the completion (the job stays CANCELLED) and a warning says so."""
+    queue = make_queue()
+    worker, seen = _worker(queue)
+
+    @worker.handler("t")
+    async def handle(ctx: JobContext) -> dict[str, Any]:
+        assert await queue.cancel(ctx.id, "changed my mind")
+        return {"ok": True}
+
+    job_id = await queue.enqueue("t")
+    with caplog.at_level(logging.WARNING, logger="jdobb_async_queue.worker"):
+        with anyio.fail_after(WAIT):
+            assert await worker.process_one() is True
+    job = await queue.get(job_id)
+    assert job is not None and job.status is JobStatus.CANCELLED and job.results is None
+    assert [o.status for o in seen] == ["complete"]  # counted before the store refused it
+    assert f"the complete {REFUSED.format(job_id)}" in caplog.text
+
+
+async def test_the_reporter_logs_an_outcome_the_store_refuses(
+    make_queue: QueueFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A running worker's reporter: the job was ended elsewhere under the worker's feet (here
+    straight through the backend, so no cancel notice reaches the worker); the worker's failure
+    is refused, logged, and the job keeps the end it was given."""
+    queue = make_queue()
+    worker = Worker(queue, poll_interval=0.05)
+    told = anyio.Event()
+    worker.on_outcome(lambda outcome: told.set())
+
+    @worker.handler("t")
+    async def handle(ctx: JobContext) -> None:
+        ended = Outcome(job_id=ctx.id, kind="complete", results={"by": "someone else"})
+        assert await queue.backend.finish(ended, now=queue.clock())
+        raise ValueError("too late")
+
+    job_id = await queue.enqueue("t")
+    with caplog.at_level(logging.WARNING, logger="jdobb_async_queue.worker"):
+        with anyio.fail_after(WAIT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(worker.run)
+                await told.wait()
+                await worker.stop()
+    job = await queue.get(job_id)
+    assert job is not None and job.status is JobStatus.COMPLETE
+    assert job.results == {"by": "someone else"}
+    assert f"the fail {REFUSED.format(job_id)}" in caplog.text

@@ -24,7 +24,7 @@ from .._models import JobOutcome, OutcomeStatus, claimed_outcome
 from .._queue import JobQueue, check_results
 from .._records import JobRecord, Outcome, to_job
 from .backoff import retrying
-from .reporter import SHIELD_LIMIT
+from .reporter import SHIELD_LIMIT, note_refused
 from .roster import Roster, RunningJob
 
 __all__ = ["JobRunner", "Middleware", "OutcomeHook", "run_handler"]
@@ -141,7 +141,8 @@ class JobRunner:
             return
         outcomes = [_policy.release(r) for r in records]
         with anyio.move_on_after(SHIELD_LIMIT, shield=True):
-            await self._backend.finish_many(outcomes, now=self._queue.clock())
+            stored = await self._backend.finish_many(outcomes, now=self._queue.clock())
+            note_refused(outcomes, stored)
 
     async def _dependency_results(self, record: JobRecord) -> dict[str, dict[str, Any] | None]:
         if not record.depends_on:

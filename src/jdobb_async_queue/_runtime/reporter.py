@@ -23,7 +23,7 @@ from .backoff import logger, retrying
 if TYPE_CHECKING:
     from .._queue import JobQueue
 
-__all__ = ["hand_over", "run_reporter", "store_outcome"]
+__all__ = ["hand_over", "note_refused", "run_reporter", "store_outcome"]
 
 #: Outcomes written per backend call, at most.
 BATCH = 256
@@ -54,7 +54,7 @@ async def run_reporter(
             with anyio.move_on_after(SHIELD_LIMIT, shield=True):
                 rest = [*batch, *_pending(outcomes, None)]
                 if rest:
-                    await backend.finish_many(rest, now=clock())
+                    note_refused(rest, await backend.finish_many(rest, now=clock()))
             raise
 
 
@@ -68,10 +68,26 @@ async def _store(backend: QueueBackend, clock: Callable[[], float], batch: list[
         return await backend.finish_many(batch, now=clock())
 
     try:
-        await retrying(attempt, "storing job outcomes", give_up_after=GIVE_UP_AFTER)
+        stored = await retrying(attempt, "storing job outcomes", give_up_after=GIVE_UP_AFTER)
     except BackendUnavailable as exc:
         ids = ", ".join(o.job_id for o in batch)
         logger.error("gave up storing outcomes of %s (they will run again): %s", ids, exc)
+    else:
+        note_refused(batch, stored)
+
+
+def note_refused(outcomes: list[Outcome], stored: list[bool]) -> None:
+    """Log each outcome the store refused: its job was no longer this attempt's (cancelled,
+    or its lease ran out and it was reclaimed, before the worker learned of it), so nothing
+    changed. An ``on_outcome`` callback has counted it already."""
+    for outcome, kept in zip(outcomes, stored, strict=True):
+        if not kept:
+            logger.warning(
+                "the %s outcome of job %s was not stored: the job is no longer this attempt's "
+                "(cancelled, or reclaimed after its lease ran out)",
+                outcome.kind,
+                outcome.job_id,
+            )
 
 
 def _pending(outcomes: MemoryObjectReceiveStream[Outcome], limit: int | None) -> list[Outcome]:
@@ -116,7 +132,9 @@ async def store_outcome(queue: JobQueue, outcome: Outcome) -> None:
 
     # Shielded, within a bound: the caller may be cancelled, and the outcome (or the hand-back)
     # must land unless the backend stays unreachable; then the lease brings the job back.
+    stored = False
     with anyio.move_on_after(SHIELD_LIMIT, shield=True) as waited:
-        await retrying(attempt, "storing a job outcome", give_up_after=SHIELD_LIMIT)
+        stored = await retrying(attempt, "storing a job outcome", give_up_after=SHIELD_LIMIT)
     if waited.cancelled_caught:
         raise BackendUnavailable(f"storing the outcome of {outcome.job_id} timed out")
+    note_refused([outcome], [stored])
