@@ -54,7 +54,8 @@ async def run_reporter(
             with anyio.move_on_after(SHIELD_LIMIT, shield=True):
                 rest = [*batch, *_pending(outcomes, None)]
                 if rest:
-                    note_refused(rest, await backend.finish_many(rest, now=clock()))
+                    stored = await backend.finish_many(rest, now=clock())
+                    note_refused(rest, stored)
             raise
 
 
@@ -80,6 +81,8 @@ def note_refused(outcomes: list[Outcome], stored: list[bool]) -> None:
     """Log each outcome the store refused: its job was no longer this attempt's (cancelled,
     or its lease ran out and it was reclaimed, before the worker learned of it), so nothing
     changed. An ``on_outcome`` callback has counted it already."""
+    if all(stored):  # the usual case, on every batch of completions: no Python loop
+        return
     for outcome, kept in zip(outcomes, stored, strict=True):
         if not kept:
             logger.warning(
