@@ -232,6 +232,27 @@ async def test_updates_made_elsewhere_arrive_once_each_in_seq_order(db: Path) ->
     assert seqs[-1] == 4  # stored 1, claimed 2, progress 3, complete 4
 
 
+async def test_an_update_taken_as_the_poll_interval_ends_is_not_lost(db: Path) -> None:
+    """A waiting subscriber (or worker) takes its next item while it also watches the doorbell,
+    under a deadline of one ``poll_interval``. When the deadline struck just after the item was
+    taken out of the mailbox (as the wait's task group ended), the item was dropped with the
+    scope: a follower of a job could wait for ever for an update already delivered (seen in
+    ``examples/retries.py``, one run in three on a loaded machine). An item in the mailbox and
+    a deadline already past is that moment made certain: the item must come back, or stay."""
+    from jdobb_async_queue.backends._hub import Mailbox
+
+    async with opened(url_of(db)) as queue:
+        backend = queue.backend
+        job_id = await queue.enqueue("t")
+        async with backend.subscribe(job_id):  # binds the doorbell: the wait watches it
+            assert backend._doorbell is not None
+            box: Mailbox[str] = Mailbox(4)
+            box.put("the update")
+            with anyio.fail_after(WAIT):
+                got = await backend._wait(box, 0.0)
+            assert got == "the update" or box.get_nowait() == "the update"
+
+
 async def test_a_job_changed_here_and_read_back_is_not_repeated(db: Path) -> None:
     """A change made here is delivered at once; another connection's commit makes the backend
     read the job back, in the same state: that must not be delivered again."""

@@ -378,22 +378,23 @@ class SQLiteBackend(QueueBackend):
         """The next item of ``box``, or ``_NOTHING`` once ``timeout`` has passed or the
         doorbell has rung, whichever comes first."""
         doorbell = self._doorbell
+        # What was taken out of the box is kept outside the scope: the deadline may strike
+        # after the item was taken (as the task group ends), and the item must not go with it.
+        got: list[T] = []
         with anyio.move_on_after(timeout):
             if doorbell is None:
-                return await box.get()
-            got: list[T] = []
-            async with anyio.create_task_group() as tg:
-
-                async def ring() -> None:
-                    await doorbell.wait(self._rings_seen)
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(ring)
                 got.append(await box.get())
-                tg.cancel_scope.cancel()
-            if got:
-                return got[0]
-        return _NOTHING
+            else:
+                async with anyio.create_task_group() as tg:
+
+                    async def ring() -> None:
+                        await doorbell.wait(self._rings_seen)
+                        tg.cancel_scope.cancel()
+
+                    tg.start_soon(ring)
+                    got.append(await box.get())
+                    tg.cancel_scope.cancel()
+        return got[0] if got else _NOTHING
 
     async def _open_doorbell(self) -> None:
         """Bind this backend's doorbell, once. The next wait looks first: a commit made before
