@@ -48,6 +48,7 @@ from jdobb_async_queue import (
 from jdobb_async_queue._records import Lease, Outcome
 from jdobb_async_queue.backends.base import Notice
 from jdobb_async_queue.backends.postgres import PostgresBackend, schema_name
+from jdobb_async_queue.backends.postgres.store import updates_channel
 
 from .._pg_server import PostgresServer
 from .._redis_server import free_port
@@ -1028,7 +1029,7 @@ async def test_claims_and_completions_read_only_the_rows_they_change(
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(backend.schema)))
             common = {"now": None, "cnow": time.time(), "worker_id": "w", "lease": 60.0}
-            common.update(limit=20, channel=backend.schema, origin="test")
+            common.update(limit=20, channel=backend.schema, uchannel=updates_channel(backend.schema), origin="test")
             by_type = _explain(conn, queries.CLAIM_TYPES, {**common, "types": ["t0", "t1"]})
             any_type = _explain(conn, queries.CLAIM_ANY, common)
             ids = [r.id for r in claimed[-20:]]  # the last ones a status walk would reach

@@ -1,13 +1,21 @@
 """LISTEN/NOTIFY for the PostgreSQL backend: worker notices and job updates between processes.
 
-Every transaction that changes something sends, as part of its commit, NOTIFY payloads on the
-namespace's channel (see ``store.Tx.announce``):
+Every transaction that changes something sends, as part of its commit, NOTIFY payloads (see
+``store.Tx.announce``). On the namespace's channel, for workers:
 
 - ``j``: jobs may have become claimable (idle workers claim);
-- ``c <fence> <id>``: a PROCESSING job was cancelled (its worker stops that attempt);
+- ``c <fence> <id>``: a PROCESSING job was cancelled (its worker stops that attempt).
+
+On its updates channel (``store.updates_channel``), for subscribers:
+
 - ``u <origin> <id> ...``: these jobs changed or were deleted (subscribers read them again);
 - ``p <origin> <update>``: a custom update (``Broadcaster.send``), or ``m <origin> <seq>`` when
   it was too large for a payload and waits in the ``messages`` table.
+
+A process LISTENs to the updates channel only while it has subscribers (from the first one's
+arrival, before its snapshot is read, to the last one's leaving), so a worker or a producer is
+not sent every claim and completion of every other process: that traffic was a quarter of a
+busy worker's throughput.
 
 Changes made by this backend reach its own workers and subscribers directly after the commit
 (:meth:`Notifier.deliver`: exact updates, in order), so it skips payloads of its own origin.
@@ -39,6 +47,7 @@ from psycopg import sql
 
 from ...backends import BackendUnavailable, Notice, QueueClosedError, UpdateRecord, gone_update
 from .pool import connect
+from .store import updates_channel
 
 __all__ = ["Notifier"]
 
@@ -118,10 +127,13 @@ class Notifier:
         self._connect_timeout = connect_timeout
         self._patience = patience
         self._conn: psycopg.Connection[Any] | None = None
+        self._updates_channel = updates_channel(channel)
+        self._watching = False  # the connection LISTENs to the updates channel
         self._listeners: set[Mailbox[Notice]] = set()
         self._subscribers: dict[str, set[Mailbox[object]]] = {}
         self._loop: object | None = None
         self._reading = False
+        self._wanted = 0  # tasks waiting to hold the connection (see _hold_reading)
         self._changed = anyio.Event()
         self._lock = anyio.Lock()
         self._outage_since: float | None = None
@@ -140,6 +152,7 @@ class Notifier:
         if loop is not self._loop:
             self._loop = loop
             self._reading = False
+            self._wanted = 0
             self._changed = anyio.Event()
             self._lock = anyio.Lock()
 
@@ -206,7 +219,8 @@ class Notifier:
         box: Mailbox[object] = Mailbox()
         self._subscribers.setdefault(job_id, set()).add(box)
         try:
-            await self._connected(patient=False)
+            if await self._connected(patient=False) is not None:
+                await self._watch()
             yield _Updates(self, box, job_id)
         finally:
             boxes = self._subscribers.get(job_id)
@@ -214,6 +228,76 @@ class Notifier:
                 boxes.discard(box)
                 if not boxes:
                     del self._subscribers[job_id]
+            if not self._subscribers and self._watching:
+                with anyio.CancelScope(shield=True):
+                    await self._unwatch()
+
+    async def _watch(self) -> None:
+        """LISTEN to the updates channel, unless the connection does already: once this
+        returns, every change committed later reaches this process's subscribers (their
+        snapshot is read after it)."""
+        while not self._watching and (conn := self._conn) is not None:
+            await self._hold_reading()
+            try:
+                if self._conn is conn and not self._watching:
+                    await self._command(conn, "LISTEN")
+                    self._watching = self._conn is conn
+            finally:
+                self._release_reading()
+
+    async def _unwatch(self) -> None:
+        """UNLISTEN the updates channel once the last subscriber has gone."""
+        await self._hold_reading()
+        try:
+            conn = self._conn
+            if conn is not None and self._watching and not self._subscribers:
+                await self._command(conn, "UNLISTEN")
+                self._watching = False
+        finally:
+            self._release_reading()
+
+    async def _hold_reading(self) -> None:
+        """Become the connection's one reader: the current one is woken and hands over."""
+        self._wanted += 1  # meanwhile no other reader starts
+        try:
+            while self._reading:
+                self._notify()  # the reader's wait ends (its own event is set) ...
+                await self._changed.wait()  # ... and it hands over as it finishes
+        finally:
+            self._wanted -= 1
+        self._reading = True
+
+    def _release_reading(self) -> None:
+        self._reading = False
+        self._notify()
+
+    async def _command(self, conn: psycopg.Connection[Any], verb: str) -> None:
+        """``LISTEN`` or ``UNLISTEN`` the updates channel, from the event loop (the reader's
+        own way: libpq's non-blocking calls, no thread), dispatching what arrives meanwhile;
+        a connection that fails or does not answer within the connect timeout is dropped
+        (the next reader reconnects, and every subscriber then reads its job again)."""
+        statement = sql.SQL(f"{verb} {{}}").format(sql.Identifier(self._updates_channel))
+        pgconn = conn.pgconn
+        try:
+            with anyio.fail_after(self._connect_timeout):
+                pgconn.send_query(statement.as_bytes(conn))
+                while pgconn.flush():
+                    await anyio.wait_writable(conn.fileno())
+                while True:
+                    pgconn.consume_input()
+                    self._take_notifies(pgconn)
+                    if not pgconn.is_busy():
+                        break
+                    await anyio.wait_readable(conn.fileno())
+                error = None
+                while (result := pgconn.get_result()) is not None:
+                    if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+                        error = (result.error_message or b"").decode(errors="replace")
+            if error is not None:
+                raise psycopg.OperationalError(error)
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            log.warning("PostgreSQL LISTEN connection lost: %s", exc or "no answer")
+            self._lost(conn)
 
     async def aclose(self) -> None:
         """Close the LISTEN connection; waiting readers end."""
@@ -230,7 +314,7 @@ class Notifier:
                 return box.items.popleft()
             if self._closed:
                 raise QueueClosedError("the PostgreSQL backend")
-            if self._reading:
+            if self._reading or self._wanted:
                 await self._changed.wait()
             else:
                 await self._read(patient)
@@ -245,8 +329,7 @@ class Notifier:
             if not self._closed:
                 self._drain(conn)
         finally:
-            self._reading = False
-            self._notify()
+            self._release_reading()
 
     async def _wait(self, conn: psycopg.Connection[Any], changed: anyio.Event) -> None:
         """Until the connection has something to read, something was delivered locally (the
@@ -272,15 +355,16 @@ class Notifier:
             log.warning("PostgreSQL LISTEN connection lost: %s", exc)
             self._lost(conn)
             return
-        while True:
-            found = conn.pgconn.notifies()
-            if found is None:
-                return
+        self._take_notifies(conn.pgconn)
+
+    def _take_notifies(self, pgconn: psycopg.pq.abc.PGconn) -> None:
+        while (found := pgconn.notifies()) is not None:
             self._dispatch(found.extra.decode())
 
     def _lost(self, conn: psycopg.Connection[Any]) -> None:
         if self._conn is conn:
             self._conn = None
+            self._watching = False
             self._missed = True  # what was sent meanwhile is gone: resync on reconnect
         conn.close()
 
@@ -294,8 +378,9 @@ class Notifier:
         async with self._lock:
             if self._conn is not None:
                 return self._conn
+            watch = bool(self._subscribers)
             try:
-                conn = await anyio.to_thread.run_sync(self._open)
+                conn = await anyio.to_thread.run_sync(self._open, watch)
             except BackendUnavailable:
                 now = anyio.current_time()
                 self._outage_since = self._outage_since or now
@@ -310,15 +395,18 @@ class Notifier:
                 raise QueueClosedError("the PostgreSQL backend")
             reconnected = self._missed or self._outage_since is not None or self._failures > 0
             self._conn, self._outage_since, self._failures = conn, None, 0
+            self._watching = watch
             self._missed = False
             if reconnected:
                 self._resync()
             return conn
 
-    def _open(self) -> psycopg.Connection[Any]:
+    def _open(self, watch: bool) -> psycopg.Connection[Any]:
         conn = connect(self._url, self._connect_timeout, self._where)
         try:
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            if watch:
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._updates_channel)))
         except psycopg.OperationalError as exc:
             conn.close()
             raise BackendUnavailable(f"PostgreSQL at {self._where}: {exc}") from exc

@@ -172,10 +172,11 @@ _CLAIM = (
     "update_seq = update_seq + 1 WHERE jobs.seq = ANY(ARRAY(SELECT seq FROM picked)) "
     f"RETURNING jobs.rank, jobs.seq AS pos, {column_list(FIELDS, 'jobs')}"
 )
-#: What a claim tells other processes' subscribers, in the same statement: ``u <origin> <ids>``
-#: (a JSON list), or ``*`` (read every job again) past a NOTIFY payload's size.
+#: What a claim tells other processes' subscribers, in the same statement, on the updates
+#: channel (``store.updates_channel``): ``u <origin> <ids>`` (a JSON list), or ``*`` (read every
+#: job again) past a NOTIFY payload's size.
 _TOLD = (
-    "told AS (SELECT pg_notify(%(channel)s, CASE WHEN octet_length(p) > 7900 "
+    "told AS (SELECT pg_notify(%(uchannel)s, CASE WHEN octet_length(p) > 7900 "
     "THEN 'u ' || %(origin)s || ' *' ELSE p END) FROM (SELECT 'u ' || %(origin)s || ' ' || "
     "json_agg(id)::text AS p FROM claimed) AS agg WHERE p IS NOT NULL) "
 )
@@ -378,7 +379,10 @@ def purge(before: bool, typed: bool) -> str:
 
 # -- notifications and custom updates ------------------------------------------------------------
 
-NOTIFY = "SELECT pg_notify(%(channel)s, payload) FROM unnest(%(payloads)s::text[]) AS payload"
+NOTIFY = (
+    "SELECT pg_notify(channel, payload) "
+    "FROM unnest(%(channels)s::text[], %(payloads)s::text[]) AS n(channel, payload)"
+)
 POST_MESSAGE = f"INSERT INTO messages (body, created_at) VALUES (%(body)s, {NOW}) RETURNING seq"
 PRUNE_MESSAGES = f"DELETE FROM messages WHERE created_at < {NOW} - 60"
 MESSAGE = "SELECT body FROM messages WHERE seq = %(seq)s"

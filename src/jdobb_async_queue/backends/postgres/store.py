@@ -12,6 +12,8 @@ policy's own for a lost lease (:func:`~jdobb_async_queue.backends.lost_ends_job`
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -111,6 +113,17 @@ def to_json(value: Any) -> str:
     return _encode(value).decode()
 
 
+@functools.cache
+def updates_channel(channel: str) -> str:
+    """The channel of a namespace's job updates (``u``, ``p``, ``m``), beside its workers'
+    ``channel`` (``j``, ``c``): a process LISTENs to it only while it has subscribers, so
+    workers and producers are not sent every claim and completion of every other process."""
+    name = f"{channel}.u"
+    if len(name.encode()) <= 63:
+        return name
+    return "jdobb.u." + hashlib.sha256(channel.encode()).hexdigest()[:32]
+
+
 @dataclass
 class Tx:
     """One transaction's connection, its clock parameters and what it must announce."""
@@ -183,16 +196,15 @@ class Tx:
 
     def announce_steps(self, channel: str) -> Steps[None]:
         """:meth:`announce` as steps (see :func:`drive`)."""
-        payloads = list(self.payloads)
-        if self.wake:
-            payloads.append("j")
+        workers: list[str] = ["j"] if self.wake else []
         # (A cancel of an id too long for a payload reaches its worker at its next renewal.)
         cancels = [f"c {fence} {job_id}" for job_id, fence in self.cancelled]
-        payloads += [c for c in cancels if len(c.encode()) <= PAYLOAD_LIMIT]
+        workers += [c for c in cancels if len(c.encode()) <= PAYLOAD_LIMIT]
         ids = list(dict.fromkeys([*self.changed, *self.deleted]))
-        payloads += _chunks(f"u {self.origin} ", ids)
-        if payloads:
-            yield ("run", q.NOTIFY, {"channel": channel, "payloads": payloads})
+        watchers = [*self.payloads, *_chunks(f"u {self.origin} ", ids)]
+        channels = [channel] * len(workers) + [updates_channel(channel)] * len(watchers)
+        if channels:
+            yield ("run", q.NOTIFY, {"channels": channels, "payloads": workers + watchers})
 
 
 def _chunks(prefix: str, ids: list[str]) -> list[str]:
@@ -377,7 +389,7 @@ def claim(
         return []
     tx.run(q.PROMOTE)
     params = {"worker_id": worker_id, "lease": lease, "limit": limit}
-    params.update(channel=tx.channel, origin=tx.origin)
+    params.update(channel=tx.channel, uchannel=updates_channel(tx.channel), origin=tx.origin)
     tx.blocking.execute(q.BY_KEY)
     if types is None:
         cur = tx.run(q.CLAIM_ANY, **params)
