@@ -392,7 +392,8 @@ class Worker:
 
         :return: ``False`` when no job was due
         :raises BackendUnavailable: when the store stays unreachable for longer than
-            ``BURST_OUTAGE_LIMIT`` seconds (claiming) or the outcome cannot be stored; a job it
+            ``BURST_OUTAGE_LIMIT`` seconds (claiming, or reading the job's dependencies' results)
+            or the outcome cannot be stored; a job it
             claimed comes back when its lease runs out
         :raises QueueClosedError: when the queue is closed
         """
@@ -407,7 +408,15 @@ class Worker:
         if not claimed:
             return False
         report = partial(store_outcome, self.queue)
-        runner = JobRunner(self.queue, handlers, Roster(), report, self._hooks, self._middleware)
+        runner = JobRunner(
+            self.queue,
+            handlers,
+            Roster(),
+            report,
+            self._hooks,
+            self._middleware,
+            give_up_after=backoff.BURST_OUTAGE_LIMIT,
+        )
         await runner.execute(claimed[0])
         return True
 

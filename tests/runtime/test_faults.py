@@ -10,7 +10,8 @@
   redis-server, stopped mid-run and started again on the same port, AOF on so the data
   survives): a short outage is ridden out like ``run()`` does; a long one ends in
   ``BackendUnavailable`` within ``GIVE_UP_BOUND`` seconds; no job is lost (the held job's lease
-  brings it back once the server returns).
+  brings it back once the server returns). The same when the outage meets the attempt's read
+  of its dependencies' results.
 
 Everything under asyncio and trio, against real stores. Waits are bounded; a state another
 process changes is polled with ``queue.get`` (no event crosses processes).
@@ -24,6 +25,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,8 @@ from jdobb_async_queue import (
     QueueClosedError,
     Worker,
 )
+from jdobb_async_queue._runtime import backoff
+from jdobb_async_queue.backends.redis import RedisBackend
 
 from .._redis_server import RedisServer
 from ..conftest import QueueFactory
@@ -404,3 +408,60 @@ async def test_process_one_gives_up_on_a_long_outage_and_loses_no_job(
     await start_server(server)
     await all_complete_after_recovery(outage_queue, [job_id], runs)
     assert runs[job_id] == 2  # its lease ran out, and it ran again
+
+
+class _DownAfterClaim(RedisBackend):
+    """The real Redis backend, whose server stops as soon as the first claim of a job that
+    depends on another has returned: the attempt's read of its dependency's results meets the
+    outage."""
+
+    server: RedisServer
+    stopped = False
+
+    async def claim_pending_job(self, *args: Any, **kwargs: Any) -> list[Any]:
+        claimed = await super().claim_pending_job(*args, **kwargs)
+        if not self.stopped and any(record.depends_on for record in claimed):
+            self.stopped = True  # once
+            await stop_server(self.server)
+        return claimed
+
+
+@pytest.mark.parametrize("how", ["burst", "process_one"])
+async def test_a_dependency_read_gives_up_on_a_long_outage_and_loses_no_job(
+    server: RedisServer, anyio_backend: str, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, the read of a dependency's results retried for as long as the outage lasted:
+    # the burst (or process_one) never ended.
+    monkeypatch.setattr(backoff, "BURST_OUTAGE_LIMIT", 2.0)
+    backend = _DownAfterClaim(
+        server.url, namespace=f"outage-{uuid.uuid4().hex[:8]}", retry_for=1.0
+    )
+    backend.server = server
+    queue = JobQueue(backend=backend)
+    first = await queue.enqueue("t")
+    runs: Counter[str] = Counter()
+    assert await outage_worker(queue, runs, 99, anyio.lowlevel.checkpoint).process_one()
+    second = await queue.enqueue("t", depends_on=[first])
+    # One job at a time: the burst's claimer waits for the attempt, so only the read meets
+    # the outage.
+    worker = Worker(queue, lease=1.0, poll_interval=0.05, max_concurrent=1)
+
+    @worker.handler("t")
+    async def handle(ctx: JobContext) -> None:
+        runs[ctx.id] += 1
+
+    run = partial(worker.run, burst=True) if how == "burst" else worker.process_one
+    try:
+        with anyio.fail_after(WAIT), pytest.raises(BackendUnavailable):
+            await run()
+        assert runs[second] == 0  # it never reached its handler
+    finally:
+        if server.process is None:
+            await start_server(server)
+    try:
+        await all_complete_after_recovery(queue, [second], runs)
+        assert runs[second] == 1
+    finally:
+        with anyio.move_on_after(WAIT):
+            await backend.drop_namespace()
+        await queue.close()

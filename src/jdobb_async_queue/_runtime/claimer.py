@@ -69,7 +69,10 @@ class Claimer:
         async with credits, jobs, wake:
             task_status.started()
             with self.scope:
-                await self._loop(credits, jobs, wake)
+                try:
+                    await self._loop(credits, jobs, wake)
+                except anyio.EndOfStream:
+                    pass  # every handler has gone (the error that ended them is raised)
 
     async def _loop(
         self,

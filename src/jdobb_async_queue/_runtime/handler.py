@@ -19,7 +19,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .. import _policy
 from .._context import HandlerFunc, JobContext, reset_current_job, set_current_job
-from .._errors import JobQueueError
+from .._errors import BackendUnavailable, JobQueueError, QueueClosedError
 from .._models import JobOutcome, OutcomeStatus, claimed_outcome
 from .._queue import JobQueue, check_results
 from .._records import JobRecord, Outcome, to_job
@@ -48,7 +48,13 @@ class JobRunner:
         report: Callable[[Outcome], Awaitable[None]],
         hooks: Sequence[OutcomeHook] = (),
         middleware: Sequence[Middleware] = (),
+        *,
+        give_up_after: float | None = None,
     ) -> None:
+        """:param give_up_after: seconds a read the attempt needs (its dependencies' results)
+        rides out an outage before :class:`BackendUnavailable` is raised (a burst's and
+        ``process_one``'s limit); None: never give up"""
+        self._give_up_after = give_up_after
         self._middleware = tuple(middleware)
         self._inner_first = self._middleware[::-1]
         self._queue = queue
@@ -134,14 +140,24 @@ class JobRunner:
         """Hand claimed jobs back (PENDING, due at once), while being cancelled.
 
         Straight to the backend, because the reporter may be cancelled too; shielded so the
-        release lands, but bounded, so a backend that no longer answers cannot hang a stop (the
-        jobs' leases then bring them back).
+        release lands, but bounded, so a backend that no longer answers cannot hang a stop, and
+        one that is unreachable is logged, not raised in place of the cancellation (either way
+        the jobs' leases bring them back).
         """
         if not records:
             return
         outcomes = [_policy.release(r) for r in records]
         with anyio.move_on_after(SHIELD_LIMIT, shield=True):
-            stored = await self._backend.finish_many(outcomes, now=self._queue.clock())
+            try:
+                stored = await self._backend.finish_many(outcomes, now=self._queue.clock())
+            except (BackendUnavailable, QueueClosedError) as exc:
+                logger.warning(
+                    "could not hand back %d job(s) on stopping (their leases bring them "
+                    "back): %s",
+                    len(records),
+                    exc,
+                )
+                return
             note_refused(outcomes, stored)
 
     async def _dependency_results(self, record: JobRecord) -> dict[str, dict[str, Any] | None]:
@@ -151,7 +167,9 @@ class JobRunner:
         found = {}
         for dep_id in record.depends_on:
             get = partial(self._backend.get, dep_id, now=now)
-            dep = await retrying(get, "reading a dependency's results")
+            dep = await retrying(
+                get, "reading a dependency's results", give_up_after=self._give_up_after
+            )
             found[dep_id] = None if dep is None else dep.results
         return found
 

@@ -23,6 +23,7 @@ from .._errors import BackendUnavailable
 from .._queue import JobQueue
 from .._records import JobRecord, Outcome
 from ..backends.base import Notice, QueueBackend
+from . import backoff
 from .backoff import FIRST_DELAY, MAX_DELAY, logger
 from .claimer import Claimer
 from .handler import JobRunner, Middleware, OutcomeHook, run_handler
@@ -87,7 +88,13 @@ async def supervise(
                     # never ends a burst while a finished job's dependents are still unseen.
                     report = partial(store_outcome, queue)
                 runner = JobRunner(
-                    queue, handlers, roster, report, settings.hooks, settings.middleware
+                    queue,
+                    handlers,
+                    roster,
+                    report,
+                    settings.hooks,
+                    settings.middleware,
+                    give_up_after=backoff.BURST_OUTAGE_LIMIT if settings.burst else None,
                 )
                 claimer = await _start_crew(crew, queue, runner, settings, wake_rx, stop)
                 task_status.started()
