@@ -146,7 +146,13 @@ class PostgresBackend(QueueBackend):
         self._namespace = namespace
         self.schema = schema_name(namespace)
         self._origin = uuid.uuid4().hex[:12]
-        self._pool = Pool(url, self.schema, max_size=pool_size, connect_timeout=connect_timeout)
+        self._pool = Pool(
+            url,
+            self.schema,
+            max_size=pool_size,
+            connect_timeout=connect_timeout,
+            prepare=store.prepare_session,
+        )
         self._notifier = Notifier(
             url,
             self.schema,
@@ -169,8 +175,14 @@ class PostgresBackend(QueueBackend):
         """The namespace this backend stores jobs in."""
         return self._namespace
 
-    async def _run(self, now: float, work: Callable[[Tx], T | After[T]]) -> T:
-        """``work`` in one transaction; then this process hears what it changed."""
+    async def _run(
+        self, now: float, work: Callable[[Tx], T | After[T]], *, single: bool = False
+    ) -> T:
+        """``work`` in one transaction; then this process hears what it changed.
+
+        :param single: ``work`` is one statement that announces what it changes itself: it
+            runs in autocommit (see :meth:`Pool.call`)
+        """
         if self._closed:
             raise QueueClosedError("the PostgreSQL backend")
         fixed = now if self.test_clock is not None else None
@@ -186,7 +198,7 @@ class PostgresBackend(QueueBackend):
                 return After(lambda: (tx, late.read()))
             return tx, result
 
-        done: tuple[Tx, T] = await self._pool.call(transaction)
+        done: tuple[Tx, T] = await self._pool.call(transaction, single=single)
         tx, result = done
         self._notifier.deliver(
             tx.notices(),
@@ -292,7 +304,8 @@ class PostgresBackend(QueueBackend):
                 store.expire(tx)
             return store.claim(tx, job_types, limit, worker_id, lease)
 
-        return await self._run(now, work)
+        # A claim alone is one statement; with a sweep of expired jobs, a transaction.
+        return await self._run(now, work, single=not sweep)
 
     async def finish(self, outcome: Outcome, *, now: float) -> bool:
         return (await self.finish_many([outcome], now=now))[0]

@@ -63,10 +63,21 @@ class Pool:
     :param schema: the PostgreSQL schema of the namespace
     :param max_size: connections (and worker threads) at most
     :param connect_timeout: seconds for one connection attempt
+    :param prepare: run on each new connection once its schema exists (it makes the session's
+        functions)
     """
 
-    def __init__(self, url: str, schema: str, *, max_size: int, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        schema: str,
+        *,
+        max_size: int,
+        connect_timeout: float,
+        prepare: Callable[[psycopg.Connection[Any]], None] | None = None,
+    ) -> None:
         self.url = url
+        self._prepare = prepare
         self.schema = schema
         self.max_size = max_size
         self.connect_timeout = connect_timeout
@@ -188,6 +199,8 @@ class Pool:
             if not self._ready:
                 ensure_schema(conn, self.schema)
                 self._ready = True
+            if self._prepare is not None:
+                self._prepare(conn)
         except BaseException:
             conn.close()
             raise

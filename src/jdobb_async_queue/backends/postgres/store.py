@@ -387,14 +387,12 @@ def claim(
     types = None if job_types is None else list(dict.fromkeys(job_types))
     if limit <= 0 or types == []:
         return []
-    tx.run(q.PROMOTE)
     params = {"worker_id": worker_id, "lease": lease, "limit": limit}
     params.update(channel=tx.channel, uchannel=updates_channel(tx.channel), origin=tx.origin)
-    tx.blocking.execute(q.BY_KEY)
-    if types is None:
-        cur = tx.run(q.CLAIM_ANY, **params)
+    if types is None:  # the session's function: PROMOTE, then CLAIM_ANY (see queries)
+        cur = tx.run(q.CALL_CLAIM_ANY, **params)
     else:
-        cur = tx.run(q.CLAIM_TYPES, types=types, **params)
+        cur = tx.run(q.CALL_CLAIM_TYPES, types=types, **params)
 
     def claimed() -> list[JobRecord]:  # read after the COMMIT: one round trip in all
         rows = sorted(cur.fetchall(), key=lambda row: (row[0], row[1]))
@@ -629,6 +627,13 @@ def post_message(tx: Tx, update: UpdateRecord) -> None:
 def message(tx: Tx, seq: int) -> UpdateRecord | None:
     row = tx.one(q.MESSAGE, seq=seq)
     return None if row is None else msgspec.json.decode(row[0], type=UpdateRecord)
+
+
+def prepare_session(conn: psycopg.Connection[Any]) -> None:
+    """Make the claim functions in a new connection's session (see ``queries``)."""
+    types = dict(conn.execute(q.COLUMN_TYPES).fetchall())
+    for statement in q.claim_functions(types):
+        conn.execute(statement)
 
 
 def register_worker(tx: Tx, worker: WorkerRecord, ttl: float) -> None:
