@@ -15,6 +15,7 @@ killed at the end.
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import subprocess
@@ -1029,21 +1030,15 @@ async def test_claims_and_completions_read_only_the_rows_they_change(
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(backend.schema)))
             common = {"now": None, "cnow": time.time(), "worker_id": "w", "lease": 60.0}
-            common.update(limit=20, channel=backend.schema, uchannel=updates_channel(backend.schema), origin="test")
+            channels = {"channel": backend.schema, "uchannel": updates_channel(backend.schema)}
+            common.update(limit=20, origin="test", **channels)
             by_type = _explain(conn, queries.CLAIM_TYPES, {**common, "types": ["t0", "t1"]})
             any_type = _explain(conn, queries.CLAIM_ANY, common)
             ids = [r.id for r in claimed[-20:]]  # the last ones a status walk would reach
-            complete = _explain(
-                conn,
-                queries.COMPLETE_MANY,
-                {**common, "ids": ids, "fences": [None] * 20, "results": [None] * 20},
-            )
-            fences = [r.fence for r in claimed[-20:]]
-            renew = _explain(
-                conn,
-                queries.RENEW,
-                {**common, "ids": ids, "fences": fences, "duration": 60.0},
-            )
+            outcomes = json.dumps([{"id": i, "fence": None, "results": None} for i in ids])
+            complete = _explain(conn, queries.COMPLETE_MANY, {**common, "outcomes": outcomes})
+            leases = json.dumps([{"id": r.id, "fence": r.fence} for r in claimed[-20:]])
+            renew = _explain(conn, queries.RENEW, {**common, "leases": leases, "duration": 60.0})
             return by_type, any_type, complete, renew
 
     by_type, any_type, complete, renew = await anyio.to_thread.run_sync(explain)

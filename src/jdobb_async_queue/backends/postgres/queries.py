@@ -284,13 +284,13 @@ COMPLETE = (
     f"progress = 1.0, error = NULL, {_END} "
     f"WHERE id = %(id)s AND {guard(Event.COMPLETE)} AND {_FENCED} RETURNING {UPDATE_COLUMNS}"
 )
-#: Many completions in one statement: ``%(ids)s``, ``%(fences)s`` (NULL: any) and
-#: ``%(results)s`` side by side; ids must be distinct.
+#: Many completions in one statement: ``%(outcomes)s`` is a JSON list of ``{"id", "fence"
+#: (null: any), "results" (JSON text, or null)}``; ids must be distinct. (One JSON text rather
+#: than three arrays: psycopg dumps a list element by element in Python, 3.5 µs a job.)
 COMPLETE_MANY = (
     f"UPDATE jobs SET status = '{target(Event.COMPLETE)}', results = o.results, "
     f"progress = 1.0, error = NULL, {_END} "
-    "FROM unnest(%(ids)s::text[], %(fences)s::int[], %(results)s::text[]) "
-    "AS o(id, fence, results) "
+    "FROM json_to_recordset(%(outcomes)s::json) AS o(id text, fence int, results text) "
     f"WHERE jobs.id = o.id AND {guard(Event.COMPLETE)} "
     "AND (o.fence IS NULL OR jobs.fence = o.fence) "
     f"RETURNING {column_list(UPDATE_FIELDS, 'jobs')}"
@@ -351,7 +351,7 @@ PROGRESS = (
 )
 RENEW = (
     f"UPDATE jobs SET lease_expires_at = {NOW} + %(duration)s::float8 "
-    "FROM unnest(%(ids)s::text[], %(fences)s::int[]) AS lease(id, fence) "
+    "FROM json_to_recordset(%(leases)s::json) AS lease(id text, fence int) "
     f"WHERE jobs.id = lease.id AND jobs.fence = lease.fence AND {guard(Event.COMPLETE)} "
     "RETURNING jobs.id"
 )

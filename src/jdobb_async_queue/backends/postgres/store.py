@@ -414,12 +414,15 @@ def finish_many(tx: Tx, outcomes: Sequence[Outcome]) -> list[bool]:
     completes = [(i, o) for i, o in enumerate(outcomes) if o.kind == "complete"]
     if len({o.job_id for _, o in completes}) == len(completes) > 1:  # one statement for all
         tx.blocking.execute(q.BY_KEY)
-        rows = tx.all(
-            q.COMPLETE_MANY,
-            ids=[o.job_id for _, o in completes],
-            fences=[o.fence for _, o in completes],
-            results=[None if o.results is None else to_json(o.results) for _, o in completes],
-        )
+        given = [
+            {
+                "id": o.job_id,
+                "fence": o.fence,
+                "results": None if o.results is None else to_json(o.results),
+            }
+            for _, o in completes
+        ]
+        rows = tx.all(q.COMPLETE_MANY, outcomes=to_json(given))
         for row in rows:
             tx.emit(row)
         stored = {row[0] for row in rows}
@@ -493,12 +496,8 @@ def update_progress_many(tx: Tx, updates: Sequence[ProgressUpdate]) -> list[bool
 def renew_many(tx: Tx, leases: Sequence[Lease], duration: float) -> list[bool]:
     """Extend the leases still held; ``False`` for each one lost."""
     tx.blocking.execute(q.BY_KEY)
-    rows = tx.all(
-        q.RENEW,
-        duration=duration,
-        ids=[lease.job_id for lease in leases],
-        fences=[lease.fence for lease in leases],
-    )
+    given = [{"id": lease.job_id, "fence": lease.fence} for lease in leases]
+    rows = tx.all(q.RENEW, duration=duration, leases=to_json(given))
     kept = {row[0] for row in rows}
     return [lease.job_id in kept for lease in leases]
 
