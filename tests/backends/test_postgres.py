@@ -501,6 +501,50 @@ async def test_a_user_without_create_works_in_a_schema_an_administrator_made(
         assert done is not None and done.status is JobStatus.COMPLETE
 
 
+async def test_a_user_without_temporary_claims_in_a_transaction(
+    pg_url: str, role: str, database: str, namespace: str
+) -> None:
+    """Claims are functions of the session (pg_temp); a user who may not make temporary
+    objects still claims, by a transaction of the same statements, and workers run."""
+    db_url = url_for(pg_url, dbname=database)
+    await anyio.to_thread.run_sync(
+        run_sql,
+        pg_url,
+        sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database)),
+    )
+    admin = PostgresBackend(db_url, namespace=namespace)
+    try:
+        await admin.stats(now=time.time())  # an administrator makes the namespace
+        await anyio.to_thread.run_sync(grant_namespace, db_url, admin.schema, role)
+        assert await asql(
+            db_url, "SELECT has_database_privilege(%s, current_database(), 'TEMPORARY')", (role,)
+        ) == [(False,)]
+        limited = PostgresBackend(url_for(pg_url, user=role, dbname=database), namespace=namespace)
+        async with JobQueue(backend=limited) as queue:
+            ids = [await queue.enqueue("t"), await queue.enqueue("u", delay=0.01)]
+            worker = Worker(queue, max_concurrent=2, poll_interval=0.05)
+            ran: list[str] = []
+            done = anyio.Event()
+
+            async def handle(ctx: JobContext) -> None:
+                ran.append(ctx.id)
+                if len(ran) == 2:
+                    done.set()
+
+            worker.handler("t")(handle)
+            worker.handler("u")(handle)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(worker.run)
+                with anyio.fail_after(WAIT):
+                    await done.wait()
+                await worker.stop()
+            assert sorted(ran) == sorted(ids)
+            assert limited._pool.prepared is False  # it did take the transaction path
+    finally:
+        await admin.drop_namespace()
+        await admin.aclose()
+
+
 # -- 4. the database's clock ----------------------------------------------------------------
 
 

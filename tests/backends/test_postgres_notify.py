@@ -9,6 +9,7 @@ from contextlib import aclosing
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import psycopg
 import pytest
 from psycopg import sql
@@ -174,3 +175,35 @@ async def test_a_subscriber_arriving_while_a_listener_reads_misses_nothing(
         assert heard == [Notice("jobs"), Notice("jobs")]
     finally:
         await elsewhere.aclose()
+
+
+async def test_a_subscriber_arriving_as_the_last_one_leaves_still_hears_others(
+    backend: PostgresBackend, pg_url: str
+) -> None:
+    """The last subscriber's UNLISTEN is on the wire when a new one arrives: the new one must
+    LISTEN again after it, or it would hear nothing another process does (it did, once)."""
+    elsewhere = PostgresBackend(pg_url, namespace=backend.namespace)
+    there = JobQueue(backend=elsewhere)
+    try:
+        job_id = await there.enqueue("t")
+        first = backend.subscribe(job_id)
+        await first.__aenter__()
+        second = backend.subscribe(job_id)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first.__aexit__, None, None, None)  # the last one leaves: UNLISTEN
+            await anyio.lowlevel.checkpoint()  # its UNLISTEN is sent; its reply not yet read
+            updates = await second.__aenter__()  # arrives meanwhile
+        # The first has gone; the second alone is subscribed.
+        try:
+            taken = await elsewhere.claim_pending_job(
+                None, limit=1, worker_id="w", lease=30, now=there.clock()
+            )
+            assert [r.id for r in taken] == [job_id]
+            with anyio.fail_after(WAIT):
+                update = await anext(updates)
+            assert update.job_id == job_id and update.status == "processing"
+        finally:
+            await second.__aexit__(None, None, None)
+    finally:
+        await elsewhere.aclose()
+

@@ -72,7 +72,9 @@ class Claimer:
                 try:
                     await self._loop(credits, jobs, wake)
                 except anyio.EndOfStream:
-                    pass  # every handler has gone (the error that ended them is raised)
+                    if credits.statistics().open_send_streams:
+                        raise  # not the handlers' credits: something else ended
+                    # every handler has gone (the error that ended them is raised)
 
     async def _loop(
         self,

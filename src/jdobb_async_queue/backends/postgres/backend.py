@@ -1,4 +1,5 @@
-"""The PostgreSQL backend: jobs in one table per namespace, every call one transaction.
+"""The PostgreSQL backend: jobs in one table per namespace, every call one transaction (or one
+statement: a plain enqueue, a claim).
 
 Built on the public seam alone (``jdobb_async_queue.backends``), as a backend of your own would
 be. See :mod:`.queries` for the SQL, :mod:`.store` for the transitions, :mod:`.pool` for
@@ -295,6 +296,9 @@ class PostgresBackend(QueueBackend):
         lease: float,
         now: float,
     ) -> list[JobRecord]:
+        if self._pool.prepared is None:  # the first call: is the user allowed the functions?
+            await self._run(now, lambda _: None)
+        functions = bool(self._pool.prepared)
         sweep = self._swept_at is None or not 0 <= now - self._swept_at < EXPIRE_EVERY
         if sweep:
             self._swept_at = now
@@ -302,10 +306,11 @@ class PostgresBackend(QueueBackend):
         def work(tx: Tx) -> list[JobRecord] | After[list[JobRecord]]:
             if sweep:
                 store.expire(tx)
-            return store.claim(tx, job_types, limit, worker_id, lease)
+            return store.claim(tx, job_types, limit, worker_id, lease, functions=functions)
 
-        # A claim alone is one statement; with a sweep of expired jobs, a transaction.
-        return await self._run(now, work, single=not sweep)
+        # A claim alone is one statement (a function of the session, when the user may make
+        # them); with a sweep of expired jobs, or without the functions, a transaction.
+        return await self._run(now, work, single=functions and not sweep)
 
     async def finish(self, outcome: Outcome, *, now: float) -> bool:
         return (await self.finish_many([outcome], now=now))[0]

@@ -251,8 +251,9 @@ class Notifier:
         try:
             conn = self._conn
             if conn is not None and self._watching and not self._subscribers:
-                await self._command(conn, "UNLISTEN")
+                # Not watching from now: a subscriber arriving meanwhile LISTENs again after.
                 self._watching = False
+                await self._command(conn, "UNLISTEN")
         finally:
             self._release_reading()
 
@@ -260,8 +261,9 @@ class Notifier:
         """Become the connection's one reader: the current one is woken and hands over."""
         self._wanted += 1  # meanwhile no other reader starts
         try:
-            while self._reading:
+            if self._reading:
                 self._notify()  # the reader's wait ends (its own event is set) ...
+            while self._reading:
                 await self._changed.wait()  # ... and it hands over as it finishes
         finally:
             self._wanted -= 1
@@ -279,7 +281,9 @@ class Notifier:
         statement = sql.SQL(f"{verb} {{}}").format(sql.Identifier(self._updates_channel))
         pgconn = conn.pgconn
         try:
-            with anyio.fail_after(self._connect_timeout):
+            # Shielded (and bounded): a command cut off halfway would leave its reply unread
+            # and the connection unusable.
+            with anyio.CancelScope(shield=True), anyio.fail_after(self._connect_timeout):
                 pgconn.send_query(statement.as_bytes(conn))
                 while pgconn.flush():
                     await anyio.wait_writable(conn.fileno())
@@ -293,9 +297,10 @@ class Notifier:
                 while (result := pgconn.get_result()) is not None:
                     if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
                         error = (result.error_message or b"").decode(errors="replace")
+                self._take_notifies(pgconn)  # any that came with the reply
             if error is not None:
                 raise psycopg.OperationalError(error)
-        except (psycopg.Error, OSError, TimeoutError) as exc:
+        except (psycopg.Error, OSError, TimeoutError, anyio.ClosedResourceError) as exc:
             log.warning("PostgreSQL LISTEN connection lost: %s", exc or "no answer")
             self._lost(conn)
 
@@ -323,7 +328,7 @@ class Notifier:
         self._reading = True
         try:
             conn = await self._connected(patient)
-            if conn is None:
+            if conn is None or self._wanted:  # someone waits to hold the connection
                 return
             await self._wait(conn, self._changed)
             if not self._closed:

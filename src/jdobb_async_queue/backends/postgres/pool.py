@@ -4,7 +4,8 @@ worker threads, so one backend runs unchanged under asyncio and trio (see
 
 A :class:`Pool` holds at most ``max_size`` connections, opened on demand, and as many worker
 threads (its own :class:`anyio.CapacityLimiter`): a call waits for a free connection rather than
-opening more. Each call is one transaction (:meth:`Pool.call`). A transaction that loses a race
+opening more. Each call is one transaction, or one statement in autocommit (:meth:`Pool.call`).
+A transaction that loses a race
 the database detects (deadlock, serialization failure, a unique index taken meanwhile) is run
 again from the start; an idle connection the server has closed meanwhile (a restart) is
 noticed before use and replaced; any other loss of the server raises
@@ -64,7 +65,7 @@ class Pool:
     :param max_size: connections (and worker threads) at most
     :param connect_timeout: seconds for one connection attempt
     :param prepare: run on each new connection once its schema exists (it makes the session's
-        functions)
+        functions, and says whether it could: :attr:`prepared`)
     """
 
     def __init__(
@@ -74,10 +75,12 @@ class Pool:
         *,
         max_size: int,
         connect_timeout: float,
-        prepare: Callable[[psycopg.Connection[Any]], None] | None = None,
+        prepare: Callable[[psycopg.Connection[Any]], bool] | None = None,
     ) -> None:
         self.url = url
         self._prepare = prepare
+        #: What ``prepare`` said of the last connection opened; None before the first.
+        self.prepared: bool | None = None
         self.schema = schema
         self.max_size = max_size
         self.connect_timeout = connect_timeout
@@ -200,7 +203,7 @@ class Pool:
                 ensure_schema(conn, self.schema)
                 self._ready = True
             if self._prepare is not None:
-                self._prepare(conn)
+                self.prepared = self._prepare(conn)
         except BaseException:
             conn.close()
             raise

@@ -81,8 +81,9 @@ def target(event: Event) -> str:
 
 #: Finds the jobs a worker holds (by ``jobs_by_status``; :func:`guard` only checks).
 HELD = "status = 'processing'"
-#: Run first in a transaction of batch statements (a claim, a batch of completions or of
-#: renewals): they find their rows by index whatever the statistics say, never by a scan of the
+#: Run first in a transaction of batch statements (a batch of completions or of renewals; a
+#: claim has the same settings from its function's ``SET`` clauses): they find their rows by
+#: index whatever the statistics say, never by a scan of the
 #: table or of a status, joined by hash, that a stale estimate makes look cheap (a fresh burst
 #: of 3,000 jobs is "a few rows" to the planner). ``set_config(..., true)`` lasts to the COMMIT;
 #: the plans psycopg prepares are cached by PostgreSQL without regard to these settings, so a
@@ -185,8 +186,8 @@ _CLAIMED = "SELECT claimed.* FROM claimed LEFT JOIN told ON true"
 _PICKABLE = f"lane = {READY} AND {guard(Event.CLAIM)}"
 #: Claim a batch of ready jobs, priority then FIFO, skipping rows other claimers hold; the
 #: statement announces the claims itself, so nothing needs reading back before the COMMIT.
-#: (Run after :data:`BY_KEY`: on a table filled since its last ANALYZE the planner would
-#: otherwise bitmap-scan and sort every ready row rather than walk ``jobs_ready`` in order.)
+#: (Run under :data:`BY_KEY`'s settings: on a table filled since its last ANALYZE the planner
+#: would otherwise bitmap-scan and sort every ready row rather than walk ``jobs_ready`` in order.)
 CLAIM_ANY = (
     f"WITH picked AS (SELECT seq FROM jobs WHERE {_PICKABLE} ORDER BY rank, seq "
     f"LIMIT %(limit)s FOR UPDATE SKIP LOCKED), claimed AS ({_CLAIM}), {_TOLD}{_CLAIMED}"

@@ -381,18 +381,31 @@ def _row(tx: Tx, r: JobRecord, depends_on: list[str], pending_deps: int) -> dict
 
 
 def claim(
-    tx: Tx, job_types: Sequence[str] | None, limit: int, worker_id: str, lease: float
+    tx: Tx,
+    job_types: Sequence[str] | None,
+    limit: int,
+    worker_id: str,
+    lease: float,
+    *,
+    functions: bool = True,
 ) -> list[JobRecord] | After[list[JobRecord]]:
-    """Claim up to ``limit`` ready jobs: priority, then enqueue order (read after the COMMIT)."""
+    """Claim up to ``limit`` ready jobs: priority, then enqueue order (read after the COMMIT).
+
+    :param functions: the session has the claim functions (else it runs their statements,
+        inside the caller's transaction)
+    """
     types = None if job_types is None else list(dict.fromkeys(job_types))
     if limit <= 0 or types == []:
         return []
     params = {"worker_id": worker_id, "lease": lease, "limit": limit}
     params.update(channel=tx.channel, uchannel=updates_channel(tx.channel), origin=tx.origin)
+    if not functions:
+        tx.run(q.PROMOTE)
+        tx.blocking.execute(q.BY_KEY)
     if types is None:  # the session's function: PROMOTE, then CLAIM_ANY (see queries)
-        cur = tx.run(q.CALL_CLAIM_ANY, **params)
+        cur = tx.run(q.CALL_CLAIM_ANY if functions else q.CLAIM_ANY, **params)
     else:
-        cur = tx.run(q.CALL_CLAIM_TYPES, types=types, **params)
+        cur = tx.run(q.CALL_CLAIM_TYPES if functions else q.CLAIM_TYPES, types=types, **params)
 
     def claimed() -> list[JobRecord]:  # read after the COMMIT: one round trip in all
         rows = sorted(cur.fetchall(), key=lambda row: (row[0], row[1]))
@@ -628,11 +641,17 @@ def message(tx: Tx, seq: int) -> UpdateRecord | None:
     return None if row is None else msgspec.json.decode(row[0], type=UpdateRecord)
 
 
-def prepare_session(conn: psycopg.Connection[Any]) -> None:
-    """Make the claim functions in a new connection's session (see ``queries``)."""
+def prepare_session(conn: psycopg.Connection[Any]) -> bool:
+    """Make the claim functions in a new connection's session (see ``queries``); False when
+    the user may not make temporary objects in the database (claims then take a transaction
+    of the same statements)."""
     types = dict(conn.execute(q.COLUMN_TYPES).fetchall())
-    for statement in q.claim_functions(types):
-        conn.execute(statement)
+    try:
+        for statement in q.claim_functions(types):
+            conn.execute(statement)
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
 
 
 def register_worker(tx: Tx, worker: WorkerRecord, ttl: float) -> None:
