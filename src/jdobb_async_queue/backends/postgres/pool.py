@@ -204,6 +204,9 @@ class Pool:
                 self._ready = True
             if self._prepare is not None:
                 self.prepared = self._prepare(conn)
+        except psycopg.OperationalError as exc:  # the server went away while we set it up
+            conn.close()
+            raise BackendUnavailable(f"PostgreSQL at {self.where}: {exc}") from exc
         except BaseException:
             conn.close()
             raise
