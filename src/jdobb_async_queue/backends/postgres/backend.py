@@ -296,8 +296,8 @@ class PostgresBackend(QueueBackend):
         lease: float,
         now: float,
     ) -> list[JobRecord]:
-        if self._pool.prepared is None:  # the first call: is the user allowed the functions?
-            await self._run(now, lambda _: None)
+        if self._pool.prepared is None and not self._closed:  # the first call: functions?
+            await self._pool.call(lambda _: None, single=True)  # (connects; runs nothing)
         functions = bool(self._pool.prepared)
         sweep = self._swept_at is None or not 0 <= now - self._swept_at < EXPIRE_EVERY
         if sweep:

@@ -228,6 +228,7 @@ _CLAIM_ARGS = (
     ("uchannel", "text"),
     ("origin", "text"),
 )
+_CLAIM_TYPES_ARGS = (*_CLAIM_ARGS, ("types", "text[]"))
 #: The ``jobs`` columns' types, to declare what the functions return.
 COLUMN_TYPES = (
     "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
@@ -261,15 +262,14 @@ def claim_functions(column_types: dict[str, str]) -> list[str]:
     (promote the due scheduled jobs, then claim: :data:`CLAIM_ANY`, :data:`CLAIM_TYPES`)."""
     returned = ["rank", "seq", *FIELDS]  # what the claims return, in order
     returns = ", ".join(f"c{i} {column_types[name]}" for i, name in enumerate(returned))
-    with_types = (*_CLAIM_ARGS, ("types", "text[]"))
     return [
         _function("jdobb_claim_any", CLAIM_ANY, _CLAIM_ARGS, returns),
-        _function("jdobb_claim_types", CLAIM_TYPES, with_types, returns),
+        _function("jdobb_claim_types", CLAIM_TYPES, _CLAIM_TYPES_ARGS, returns),
     ]
 
 
 CALL_CLAIM_ANY = _call("jdobb_claim_any", _CLAIM_ARGS)
-CALL_CLAIM_TYPES = _call("jdobb_claim_types", (*_CLAIM_ARGS, ("types", "text[]")))
+CALL_CLAIM_TYPES = _call("jdobb_claim_types", _CLAIM_TYPES_ARGS)
 # -- reports from workers ----------------------------------------------------------------------
 
 _LEAVE = (

@@ -399,13 +399,15 @@ def claim(
         return []
     params = {"worker_id": worker_id, "lease": lease, "limit": limit}
     params.update(channel=tx.channel, uchannel=updates_channel(tx.channel), origin=tx.origin)
-    if not functions:
+    if types is not None:
+        params["types"] = types
+    if functions:  # the session's function: PROMOTE, then the claim, under BY_KEY (see queries)
+        statement = q.CALL_CLAIM_ANY if types is None else q.CALL_CLAIM_TYPES
+    else:  # the same statements, in the caller's transaction
         tx.run(q.PROMOTE)
         tx.blocking.execute(q.BY_KEY)
-    if types is None:  # the session's function: PROMOTE, then CLAIM_ANY (see queries)
-        cur = tx.run(q.CALL_CLAIM_ANY if functions else q.CLAIM_ANY, **params)
-    else:
-        cur = tx.run(q.CALL_CLAIM_TYPES if functions else q.CLAIM_TYPES, types=types, **params)
+        statement = q.CLAIM_ANY if types is None else q.CLAIM_TYPES
+    cur = tx.run(statement, **params)
 
     def claimed() -> list[JobRecord]:  # read after the COMMIT: one round trip in all
         rows = sorted(cur.fetchall(), key=lambda row: (row[0], row[1]))
