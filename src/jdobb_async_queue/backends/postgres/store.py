@@ -401,9 +401,12 @@ def claim(
     params.update(channel=tx.channel, uchannel=updates_channel(tx.channel), origin=tx.origin)
     if types is not None:
         params["types"] = types
+    # Either way the COMMIT does not wait for the disk (ASYNC_COMMIT: a claim lost with the
+    # server is undone, its jobs PENDING again, as after a worker's death).
     if functions:  # the session's function: PROMOTE, then the claim, under BY_KEY (see queries)
         statement = q.CALL_CLAIM_ANY if types is None else q.CALL_CLAIM_TYPES
     else:  # the same statements, in the caller's transaction
+        tx.blocking.execute(q.ASYNC_COMMIT)
         tx.run(q.PROMOTE)
         tx.blocking.execute(q.BY_KEY)
         statement = q.CLAIM_ANY if types is None else q.CLAIM_TYPES
