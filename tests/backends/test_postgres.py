@@ -1078,14 +1078,27 @@ def _rows_read(plan: dict[str, Any]) -> int:
     return max([read, *(_rows_read(p) for p in plan.get("Plans", []))])
 
 
-def _explain(conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> int:
+def _explain(
+    conn: psycopg.Connection[Any], query: str, params: dict[str, Any], *, generic: bool = False
+) -> int:
     """Rows the busiest scan of ``query`` read, run after ``BY_KEY`` (as the store runs it) and
-    rolled back."""
+    rolled back; with ``generic``, by the plan made for any parameters (the claim functions'),
+    not for these."""
     from jdobb_async_queue.backends.postgres import queries
 
     with conn.transaction(force_rollback=True):
         conn.execute(queries.BY_KEY)
-        row = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query, params).fetchone()
+        if not generic:
+            row = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query, params).fetchone()
+        else:
+            names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", query)))
+            numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m[1]) + 1}", query)
+            conn.execute(f"SET LOCAL plan_cache_mode = {queries.GENERIC}")
+            conn.execute(sql.SQL("PREPARE generic AS {}").format(sql.SQL(numbered)))
+            values = sql.SQL(", ").join(sql.Literal(params[name]) for name in names)
+            explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE generic ({})")
+            row = conn.execute(explain.format(values)).fetchone()
+            conn.execute("DEALLOCATE generic")
     assert row is not None
     return _rows_read(row[0][0]["Plan"])
 
@@ -1110,7 +1123,7 @@ async def test_claims_and_completions_read_only_the_rows_they_change(
     )
     assert len(claimed) == 100
 
-    def explain() -> tuple[int, int, int, int]:
+    def explain() -> tuple[int, ...]:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(backend.schema)))
             common = {"now": None, "cnow": time.time(), "worker_id": "w", "lease": 60.0}
@@ -1118,16 +1131,25 @@ async def test_claims_and_completions_read_only_the_rows_they_change(
             common.update(limit=20, origin="test", **channels)
             by_type = _explain(conn, queries.CLAIM_TYPES, {**common, "types": ["t0", "t1"]})
             any_type = _explain(conn, queries.CLAIM_ANY, common)
+            # The claim functions plan once, for any parameters: that plan must walk by key too.
+            claims = [
+                _explain(conn, queries.CLAIM_TYPES, {**common, "types": ["t0", "t1"]}, generic=True),
+                _explain(conn, queries.CLAIM_ANY, common, generic=True),
+            ]
             ids = [r.id for r in claimed[-20:]]  # the last ones a status walk would reach
             outcomes = json.dumps([{"id": i, "fence": None, "results": None} for i in ids])
             complete = _explain(conn, queries.COMPLETE_MANY, {**common, "outcomes": outcomes})
             leases = json.dumps([{"id": r.id, "fence": r.fence} for r in claimed[-20:]])
             renew = _explain(conn, queries.RENEW, {**common, "leases": leases, "duration": 60.0})
-            return by_type, any_type, complete, renew
+            return by_type, any_type, *claims, complete, renew
 
-    by_type, any_type, complete, renew = await anyio.to_thread.run_sync(explain)
+    by_type, any_type, generic_by_type, generic_any, complete, renew = await anyio.to_thread.run_sync(
+        explain
+    )
     assert by_type <= 2 * 20, by_type  # the first 20 of each type at most
     assert any_type <= 20, any_type
+    assert generic_by_type <= 2 * 20, generic_by_type
+    assert generic_any <= 20, generic_any
     assert complete <= 20, complete
     assert renew <= 20, renew
 
