@@ -11,7 +11,14 @@ table: the shape of every backend call) and a bare ``SELECT 1``, one caller at a
   floor: what libpq and the server cost);
 - **async@asyncio**: psycopg 3's ``AsyncConnection`` (asyncio only: it cannot run under trio);
 - **thread@asyncio**, **thread@trio**: the blocking ``Connection`` driven from
-  ``anyio.to_thread.run_sync`` (one worker-thread hop per call), which is what the backend does.
+  ``anyio.to_thread.run_sync`` (one worker-thread hop per call), which is what the backend does
+  for transactions;
+- **loop@asyncio**, **loop@trio** (``one`` only: a single statement in autocommit, the shape of a
+  plain enqueue and of a claim): the blocking ``Connection``'s libpq driven from the event loop
+  by its non-blocking calls, the statement prepared once (the backend's own
+  ``Pool.execute`` helper), which is what the backend does for those two.
+
+``one`` is that single statement (``UPDATE one row ... RETURNING`` in autocommit).
 
 Prints µs per call (median of ``--rounds``) and the ratio to the floor. The wire protocol on
 anyio streams (a third option) would need a driver of our own; see docs/design-notes.md.
@@ -50,6 +57,37 @@ def _tx(conn: psycopg.Connection[Any], i: int) -> None:
 
 def _select(conn: psycopg.Connection[Any], i: int) -> None:
     conn.execute("SELECT 1").fetchone()
+
+
+def _one(conn: psycopg.Connection[Any], i: int) -> None:
+    conn.execute(UPDATE, (i % 64 + 1,)).fetchone()
+
+
+ONE = UPDATE.replace("%s", "%(id)s")
+
+
+def on_loop(url: str, calls: int, callers: int, loop: str) -> float:
+    """``one`` through the backend's non-blocking path (``pool._execute``), on the loop."""
+    from jdobb_async_queue.backends.postgres.pool import _execute
+
+    async def main() -> float:
+        conns = [_open(url) for _ in range(callers)]
+        share = calls // callers
+
+        async def run(conn: psycopg.Connection[Any]) -> None:
+            for i in range(share):
+                await _execute(conn, ONE, {"id": i % 64 + 1})
+
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for c in conns:
+                tg.start_soon(run, c)
+        took = time.perf_counter() - start
+        for c in conns:
+            c.close()
+        return took / (share * callers)
+
+    return anyio.run(main, backend=loop)
 
 
 def blocking(url: str, calls: int, callers: int, work: Callable[..., None]) -> float:
@@ -109,6 +147,8 @@ def native_async(url: str, calls: int, callers: int, kind: str) -> float:
                 if kind == "tx":
                     async with conn.transaction():
                         await (await conn.execute(UPDATE, (i % 64 + 1,))).fetchone()
+                elif kind == "one":
+                    await (await conn.execute(UPDATE, (i % 64 + 1,))).fetchone()
                 else:
                     await (await conn.execute("SELECT 1")).fetchone()
 
@@ -135,7 +175,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"psycopg {psycopg.__version__} (libpq {psycopg.pq.version()}), {args.calls} calls")
     print(f"{'driver':<16} {'what':<8} {'callers':>7} {'us/call':>9} {'x floor':>8}")
-    for kind, work in (("tx", _tx), ("select", _select)):
+    for kind, work in (("tx", _tx), ("one", _one), ("select", _select)):
         for callers in (1, args.callers):
             cells: dict[str, Callable[[], float]] = {
                 "blocking": lambda: blocking(args.url, args.calls, callers, work),
@@ -143,6 +183,9 @@ def main() -> None:
                 "thread@asyncio": lambda: threaded(args.url, args.calls, callers, work, "asyncio"),
                 "thread@trio": lambda: threaded(args.url, args.calls, callers, work, "trio"),
             }
+            if kind == "one":
+                cells["loop@asyncio"] = lambda: on_loop(args.url, args.calls, callers, "asyncio")
+                cells["loop@trio"] = lambda: on_loop(args.url, args.calls, callers, "trio")
             floor = None
             for name, cell in cells.items():
                 us = statistics.median(cell() for _ in range(args.rounds)) * 1e6

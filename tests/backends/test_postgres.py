@@ -1215,3 +1215,85 @@ async def test_a_call_that_waited_for_a_connection_keeps_its_times(
     assert job is not None and job.execute_at is not None
     assert abs(job.created_at.timestamp() - called) < 0.5
     assert abs(job.execute_at.timestamp() - (called + 60.0)) < 0.5
+
+
+# -- one statement on the event loop (Pool.execute: a plain enqueue, a claim) ------------------
+
+
+async def test_statements_prepared_on_the_loop_survive_psycopg_deallocating_them(
+    queues: Callable[..., JobQueue], pg_url: str, namespace: str
+) -> None:
+    # psycopg deallocates every prepared statement of a connection after a ROLLBACK or a DROP
+    # on it (DEALLOCATE ALL), ours included; and what we remember may lag behind the server.
+    from jdobb_async_queue.backends.postgres import pool
+
+    backend = PostgresBackend(pg_url, namespace=namespace, pool_size=1)
+    queue = queues(backend=backend)
+
+    async def enqueue_and_claim() -> None:
+        job_id = await queue.enqueue("t")
+        claimed = await backend.claim_pending_job(["t"], limit=1, worker_id="w", lease=60, now=0)
+        assert [r.id for r in claimed] == [job_id]
+
+    await enqueue_and_claim()  # (the first claim also sweeps expired jobs: a transaction)
+    await enqueue_and_claim()  # both statements prepared on the one connection
+
+    def deallocate(conn: psycopg.Connection[Any]) -> int:
+        conn.execute("DEALLOCATE ALL")
+        return len(pool._PREPARED[conn])
+
+    assert await backend._pool.call(deallocate) == 2  # we still think both are prepared
+    await enqueue_and_claim()  # prepared again
+
+    def forget(conn: psycopg.Connection[Any]) -> None:
+        pool._PREPARED[conn].clear()  # the server has them; we think it has not
+
+    await backend._pool.call(forget)
+    await enqueue_and_claim()
+
+
+async def test_a_cancelled_enqueue_finishes_its_statement_and_the_connection_stays_in_step(
+    queues: Callable[..., JobQueue], pg_url: str, namespace: str
+) -> None:
+    # The statement runs on the event loop, shielded: cancelling its caller while the server
+    # works on it must neither leave its reply unread (the next call on the one connection
+    # would read it) nor lose the job the server stored.
+    backend = PostgresBackend(pg_url, namespace=namespace, pool_size=1)
+    queue = queues(backend=backend)
+    await queue.stats()
+    locked = anyio.Event()
+    release = threading.Event()
+
+    def lock_jobs() -> None:  # another session holds the table: the INSERT waits for it
+        with psycopg.connect(pg_url) as conn:
+            conn.execute(sql.SQL("LOCK TABLE {}.jobs").format(sql.Identifier(backend.schema)))
+            anyio.from_thread.run_sync(locked.set)
+            release.wait(WAIT)
+
+    job_id = uuid.uuid4().hex
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(partial(anyio.to_thread.run_sync, lock_jobs))
+        with anyio.fail_after(WAIT):
+            await locked.wait()
+        with anyio.CancelScope() as scope:
+            tg.start_soon(_cancel_when_waiting, scope, pg_url, release)
+            with anyio.fail_after(WAIT):
+                await queue.enqueue("t", job_id=job_id)
+    assert scope.cancel_called  # while the server worked on the INSERT
+    job = await queue.get(job_id)  # the next call on the same connection
+    assert job is not None and job.status is JobStatus.PENDING
+    assert await queue.enqueue("t") != job_id
+
+
+async def _cancel_when_waiting(
+    scope: anyio.CancelScope, pg_url: str, release: threading.Event
+) -> None:
+    """Cancel ``scope`` once a session waits for the lock on the jobs table, then release it."""
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s"
+    try:
+        with anyio.fail_after(WAIT):
+            while (await asql(pg_url, waiting, ("%INSERT INTO jobs%",)))[0][0] == 0:
+                await anyio.sleep(0.01)  # polls the server: no event to await for its lock queue
+        scope.cancel()
+    finally:
+        release.set()

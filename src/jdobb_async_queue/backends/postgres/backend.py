@@ -25,6 +25,7 @@ from psycopg import sql
 from ... import ConfigurationError
 from ...backends import (
     WORKER_TTL,
+    DuplicateJobError,
     JobRecord,
     Lease,
     Notice,
@@ -38,6 +39,7 @@ from ...backends import (
     record_update,
     redact_url,
 )
+from . import queries as q
 from . import store
 from .notify import Notifier
 from .pool import After, Pool, connect
@@ -216,19 +218,21 @@ class PostgresBackend(QueueBackend):
         within = _WITHIN.get()
         if within is not None:
             return await self._enqueue_within(within, records, now)
-        if store.plain(records):  # the common call: one statement, one round trip
+        if store.plain(records):  # the common call: one statement, on the event loop
             if self._closed:
                 raise QueueClosedError("the PostgreSQL backend")
             fixed = now if self.test_clock is not None else None
             since = _since(now, fixed)
-            return [
-                await self._pool.call(
-                    lambda conn: store.enqueue_one(
-                        Tx(conn, fixed, since(), self._origin), records[0], self.schema
-                    ),
-                    single=True,
-                )
-            ]
+            record = records[0]
+            rows = await self._pool.execute(
+                q.INSERT_ONE,
+                lambda: store.insert_one_params(
+                    Tx(None, fixed, since(), self._origin), record, self.schema
+                ),
+            )
+            if not rows:
+                raise DuplicateJobError(record.id)
+            return [record.id]
         return await self._run(now, lambda tx: store.enqueue_many(tx, records))
 
     async def _enqueue_within(
@@ -303,14 +307,45 @@ class PostgresBackend(QueueBackend):
         if sweep:
             self._swept_at = now
 
+        if functions and not sweep:  # a claim alone: one statement, on the event loop
+            return await self._claim_alone(job_types, limit, worker_id, lease, now)
+
         def work(tx: Tx) -> list[JobRecord] | After[list[JobRecord]]:
             if sweep:
                 store.expire(tx)
             return store.claim(tx, job_types, limit, worker_id, lease, functions=functions)
 
-        # A claim alone is one statement (a function of the session, when the user may make
-        # them); with a sweep of expired jobs, or without the functions, a transaction.
-        return await self._run(now, work, single=functions and not sweep)
+        # With a sweep of expired jobs, or without the functions, a transaction.
+        return await self._run(now, work)
+
+    async def _claim_alone(
+        self,
+        job_types: Sequence[str] | None,
+        limit: int,
+        worker_id: str,
+        lease: float,
+        now: float,
+    ) -> list[JobRecord]:
+        """A claim as one call of the session's claim function (see :meth:`Pool.execute`),
+        then what this process hears of it, as :meth:`_run` does."""
+        if self._closed:
+            raise QueueClosedError("the PostgreSQL backend")
+        fixed = now if self.test_clock is not None else None
+        watched = self._notifier.watched()
+        since = _since(now, fixed)
+        tx = Tx(None, fixed, now, self._origin, watched, channel=self.schema)
+        call = store.claim_statement(tx, job_types, limit, worker_id, lease)
+        if call is None:
+            return []
+        statement, values = call
+
+        def params() -> dict[str, Any]:
+            tx.cnow = since()
+            return tx.params(**values)
+
+        records = store.claimed_records(tx, await self._pool.execute(statement, params))
+        self._notifier.deliver([], tx.updates, [], changed=tx.claimed, watched=watched)
+        return records
 
     async def finish(self, outcome: Outcome, *, now: float) -> bool:
         return (await self.finish_many([outcome], now=now))[0]

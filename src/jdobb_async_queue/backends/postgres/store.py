@@ -283,11 +283,10 @@ def plain(records: Sequence[JobRecord]) -> bool:
     return len(records) == 1 and not records[0].depends_on and records[0].unique_key is None
 
 
-def enqueue_one(tx: Tx, record: JobRecord, channel: str) -> str:
-    """Store one plain job in a single statement (see :func:`plain`)."""
-    if tx.one(q.INSERT_ONE, **_row(tx, record, [], 0), channel=channel) is None:
-        raise DuplicateJobError(record.id)
-    return record.id
+def insert_one_params(tx: Tx, record: JobRecord, channel: str) -> dict[str, Any]:
+    """The parameters of ``queries.INSERT_ONE``, which stores one plain job (see :func:`plain`)
+    in a single statement and returns its id (no row: the id is taken)."""
+    return tx.params(**_row(tx, record, [], 0), channel=channel)
 
 
 def enqueue_many(tx: Tx, records: Sequence[JobRecord]) -> list[str]:
@@ -380,6 +379,46 @@ def _row(tx: Tx, r: JobRecord, depends_on: list[str], pending_deps: int) -> dict
 # -- claim -------------------------------------------------------------------------------------
 
 
+def claim_statement(
+    tx: Tx,
+    job_types: Sequence[str] | None,
+    limit: int,
+    worker_id: str,
+    lease: float,
+    *,
+    functions: bool = True,
+) -> tuple[str, dict[str, Any]] | None:
+    """The statement that claims up to ``limit`` ready jobs (priority, then enqueue order) and
+    its parameters but the clock's (``tx.params`` adds them); None when there is nothing to ask.
+
+    :param functions: the session has the claim functions: call one (PROMOTE, then the claim,
+        under BY_KEY, see queries); else the claim statement itself, for a transaction that
+        runs :data:`queries.ASYNC_COMMIT`, PROMOTE and BY_KEY first (:func:`claim`)
+
+    Either way the COMMIT does not wait for the disk (ASYNC_COMMIT: a claim lost with the server
+    is undone, its jobs PENDING again, as after a worker's death).
+    """
+    types = None if job_types is None else list(dict.fromkeys(job_types))
+    if limit <= 0 or types == []:
+        return None
+    values: dict[str, Any] = {"worker_id": worker_id, "lease": lease, "limit": limit}
+    values.update(channel=tx.channel, uchannel=updates_channel(tx.channel), origin=tx.origin)
+    if types is not None:
+        values["types"] = types
+    if functions:
+        return (q.CALL_CLAIM_ANY if types is None else q.CALL_CLAIM_TYPES), values
+    return (q.CLAIM_ANY if types is None else q.CLAIM_TYPES), values
+
+
+def claimed_records(tx: Tx, rows: list[Any]) -> list[JobRecord]:
+    """The jobs a claim's rows hold, in claim order; noted in ``tx`` for what it announces."""
+    rows = sorted(rows, key=lambda row: (row[0], row[1]))
+    records = [record_of(row[2:]) for row in rows]
+    tx.updates += [record_update(r) for r in records if r.id in tx.watched]
+    tx.claimed = [r.id for r in records]
+    return records
+
+
 def claim(
     tx: Tx,
     job_types: Sequence[str] | None,
@@ -389,37 +428,18 @@ def claim(
     *,
     functions: bool = True,
 ) -> list[JobRecord] | After[list[JobRecord]]:
-    """Claim up to ``limit`` ready jobs: priority, then enqueue order (read after the COMMIT).
-
-    :param functions: the session has the claim functions (else it runs their statements,
-        inside the caller's transaction)
-    """
-    types = None if job_types is None else list(dict.fromkeys(job_types))
-    if limit <= 0 or types == []:
+    """Claim in the caller's transaction (see :func:`claim_statement`); the jobs are read after
+    the COMMIT."""
+    call = claim_statement(tx, job_types, limit, worker_id, lease, functions=functions)
+    if call is None:
         return []
-    params = {"worker_id": worker_id, "lease": lease, "limit": limit}
-    params.update(channel=tx.channel, uchannel=updates_channel(tx.channel), origin=tx.origin)
-    if types is not None:
-        params["types"] = types
-    # Either way the COMMIT does not wait for the disk (ASYNC_COMMIT: a claim lost with the
-    # server is undone, its jobs PENDING again, as after a worker's death).
-    if functions:  # the session's function: PROMOTE, then the claim, under BY_KEY (see queries)
-        statement = q.CALL_CLAIM_ANY if types is None else q.CALL_CLAIM_TYPES
-    else:  # the same statements, in the caller's transaction
+    statement, values = call
+    if not functions:  # the function's statements, in this transaction
         tx.blocking.execute(q.ASYNC_COMMIT)
         tx.run(q.PROMOTE)
         tx.blocking.execute(q.BY_KEY)
-        statement = q.CLAIM_ANY if types is None else q.CLAIM_TYPES
-    cur = tx.run(statement, **params)
-
-    def claimed() -> list[JobRecord]:  # read after the COMMIT: one round trip in all
-        rows = sorted(cur.fetchall(), key=lambda row: (row[0], row[1]))
-        records = [record_of(row[2:]) for row in rows]
-        tx.updates += [record_update(r) for r in records if r.id in tx.watched]
-        tx.claimed = [r.id for r in records]
-        return records
-
-    return After(claimed)
+    cur = tx.run(statement, **values)
+    return After(lambda: claimed_records(tx, cur.fetchall()))  # one round trip in all
 
 
 # -- reports from workers ----------------------------------------------------------------------
