@@ -548,46 +548,6 @@ async def test_a_user_without_temporary_claims_in_a_transaction(
 # -- 4. the database's clock ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("functions", [True, False], ids=["function", "transaction"])
-async def test_only_a_claim_commits_without_waiting_for_the_disk(
-    backends: Callable[..., PostgresBackend], functions: bool
-) -> None:
-    """A claim's COMMIT does not wait for the WAL flush (whether it runs as the session's
-    function or as a transaction of its statements); an enqueue's and a completion's do."""
-    from jdobb_async_queue.backends.postgres import store
-
-    backend = backends()
-    now = time.time()
-    await backend.enqueue_many([_record(now=now), _record(now=now)], now=now)
-    await backend.claim_pending_job(None, limit=0, worker_id="w", lease=60, now=now)
-    assert backend._pool.prepared  # the session functions exist
-
-    def setting_after(step: Callable[[store.Tx], object]) -> Callable[[Any], str]:
-        def work(conn: psycopg.Connection[Any]) -> str:
-            step(store.Tx(conn, None, time.time(), "test", channel=backend.schema))
-            (value,) = conn.execute("SELECT current_setting('synchronous_commit')").fetchone()
-            return str(value)
-
-        return work
-
-    def claim(tx: store.Tx) -> None:
-        claimed = store.claim(tx, None, 1, "w", 60.0, functions=functions)
-        assert not isinstance(claimed, list)
-        taken.extend(claimed.read())
-
-    taken: list[Any] = []
-    assert await backend._pool.call(setting_after(claim)) == "off"
-    assert len(taken) == 1  # it did claim
-    record = _record(now=time.time())
-    enqueue = setting_after(lambda tx: store.enqueue_many(tx, [record]))
-    assert await backend._pool.call(enqueue) == "on"
-    outcome = Outcome(job_id=taken[0].id, kind="complete", fence=taken[0].fence)
-    finish = setting_after(lambda tx: store.finish_many(tx, [outcome]))
-    assert await backend._pool.call(finish) == "on"
-    done = await backend.get(taken[0].id, now=time.time())
-    assert done is not None and done.status == "complete"
-
-
 async def test_skewed_hosts_neither_reclaim_nor_retry_early_nor_drop_updates(
     backends: Callable[..., PostgresBackend],
 ) -> None:

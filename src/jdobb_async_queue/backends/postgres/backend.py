@@ -127,7 +127,9 @@ class PostgresBackend(QueueBackend):
     :attr:`test_clock`) the passed ``now`` drives everything.
 
     **Event loops.** The connections are blocking psycopg connections used from anyio worker
-    threads, so the backend runs under asyncio and trio, and from successive event loops. After
+    threads (a plain enqueue and a claim drive their libpq from the event loop instead, by its
+    non-blocking calls), so the backend runs under asyncio and trio, and from successive event
+    loops. After
     :meth:`aclose` every call raises :class:`~jdobb_async_queue.QueueClosedError`.
     """
 
@@ -178,14 +180,8 @@ class PostgresBackend(QueueBackend):
         """The namespace this backend stores jobs in."""
         return self._namespace
 
-    async def _run(
-        self, now: float, work: Callable[[Tx], T | After[T]], *, single: bool = False
-    ) -> T:
-        """``work`` in one transaction; then this process hears what it changed.
-
-        :param single: ``work`` is one statement that announces what it changes itself: it
-            runs in autocommit (see :meth:`Pool.call`)
-        """
+    async def _run(self, now: float, work: Callable[[Tx], T | After[T]]) -> T:
+        """``work`` in one transaction; then this process hears what it changed."""
         if self._closed:
             raise QueueClosedError("the PostgreSQL backend")
         fixed = now if self.test_clock is not None else None
@@ -201,7 +197,7 @@ class PostgresBackend(QueueBackend):
                 return After(lambda: (tx, late.read()))
             return tx, result
 
-        done: tuple[Tx, T] = await self._pool.call(transaction, single=single)
+        done: tuple[Tx, T] = await self._pool.call(transaction)
         tx, result = done
         self._notifier.deliver(
             tx.notices(),

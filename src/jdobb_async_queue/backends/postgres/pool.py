@@ -346,13 +346,21 @@ def _alive(conn: psycopg.Connection[Any]) -> bool:
     """Whether an idle connection still works: an idle one has nothing to read unless the
     server is closing it (then its socket is readable: the goodbye, or end of file)."""
     try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
-        if readable:
+        if _readable(conn.fileno()):
             conn.pgconn.consume_input()
             return False
     except (OSError, ValueError, psycopg.Error):
         return False
     return not conn.broken
+
+
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` has something to read now (``poll``: ``select`` fails past fd 1023)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - Windows
 
 
 #: TCP keepalives and a send timeout, so a peer that vanished without closing its sockets (a

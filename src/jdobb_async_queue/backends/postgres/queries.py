@@ -91,13 +91,6 @@ HELD = "status = 'processing'"
 #: a plan made under them there: every one of those finds its rows by key either way.
 _BY_KEY_SETTINGS = ("enable_seqscan", "enable_bitmapscan", "enable_hashjoin", "enable_mergejoin")
 BY_KEY = "SELECT " + ", ".join(f"set_config('{name}', 'off', true)" for name in _BY_KEY_SETTINGS)
-#: Run in a claim's transaction (the claim functions run it too): its COMMIT returns without
-#: waiting for the WAL to reach the disk (``synchronous_commit`` off for this transaction only;
-#: the server flushes it within ``wal_writer_delay``, and any later synchronous commit, an
-#: enqueue's or a completion's, flushes it first). A claim lost with a crashing server leaves its
-#: jobs as they were before it, PENDING: their worker's report is then refused by the fence and
-#: they run again, as after a worker's death. Every other write stays synchronous.
-ASYNC_COMMIT = "SELECT set_config('synchronous_commit', 'off', true)"
 LIVE = "status IN ('pending', 'processing')"
 _FENCED = "(%(fence)s::int IS NULL OR fence = %(fence)s::int)"
 
@@ -223,14 +216,13 @@ CLAIM_TYPES = (
 # statements above) it is one statement in autocommit, one round trip, its plan cached by
 # PL/pgSQL and run under the BY_KEY settings, where the same work as a transaction (BEGIN,
 # PROMOTE, BY_KEY, the claim, COMMIT) took 0.3 ms more for one job and 1 ms more for fifty.
-# Its COMMIT is asynchronous (ASYNC_COMMIT, which lasts past the function to the COMMIT).
+# Being made per session, they always match this code: nothing is stored in the schema.
 #
 # Its statements use one generic plan (``plan_cache_mode``): PL/pgSQL otherwise kept choosing a
 # custom plan, planning the claim (a five-part CTE) afresh on every call: 0.3-0.5 ms of a
 # one-job claim's 0.4-0.6 ms in the function here. Under the BY_KEY settings the plan finds
 # its rows by key whatever the parameters, so one plan serves every call.
 GENERIC = "force_generic_plan"
-# Being made per session, they always match this code: nothing is stored in the schema.
 
 #: The claim functions' arguments, in order.
 _CLAIM_ARGS = (
@@ -258,7 +250,7 @@ def _call(name: str, args: tuple[tuple[str, str], ...]) -> str:
 def _function(
     name: str, statement: str, args: tuple[tuple[str, str], ...], returns: str
 ) -> str:
-    body = f"PERFORM {ASYNC_COMMIT.removeprefix('SELECT ')}; {PROMOTE}; RETURN QUERY {statement};"
+    body = f"{PROMOTE}; RETURN QUERY {statement};"
     for number, (arg, _) in enumerate(args, 1):
         body = body.replace(f"%({arg})s", f"${number}")
     if "%" in body or "$fn$" in body:

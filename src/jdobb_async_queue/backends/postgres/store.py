@@ -1,5 +1,8 @@
 """The transitions of the PostgreSQL backend: each function is one call's work, run by the pool
-in a worker thread inside one transaction (see :mod:`.pool`).
+in a worker thread inside one transaction (see :mod:`.pool`). Two calls are one statement each,
+which the pool runs on the event loop instead (``Pool.execute``): for those this module only
+builds the parameters (:func:`insert_one_params`, :func:`claim_statement`) and reads the rows
+(:func:`claimed_records`).
 
 Nothing here awaits or touches the event loop. What a transaction must tell others is gathered
 in its :class:`Tx` and sent when it commits: NOTIFY payloads for other processes (in the
@@ -279,7 +282,8 @@ def deleted(tx: Tx, rows: list[Any]) -> None:
 
 
 def plain(records: Sequence[JobRecord]) -> bool:
-    """Whether :func:`enqueue_one` can store ``records``: one job, no dependency, no unique key."""
+    """Whether ``records`` can be stored by ``queries.INSERT_ONE`` (:func:`insert_one_params`):
+    one job, no dependency, no unique key."""
     return len(records) == 1 and not records[0].depends_on and records[0].unique_key is None
 
 
@@ -393,10 +397,10 @@ def claim_statement(
 
     :param functions: the session has the claim functions: call one (PROMOTE, then the claim,
         under BY_KEY, see queries); else the claim statement itself, for a transaction that
-        runs :data:`queries.ASYNC_COMMIT`, PROMOTE and BY_KEY first (:func:`claim`)
+        runs PROMOTE and BY_KEY first (:func:`claim`)
 
-    Either way the COMMIT does not wait for the disk (ASYNC_COMMIT: a claim lost with the server
-    is undone, its jobs PENDING again, as after a worker's death).
+    Its COMMIT waits for the disk, as every write's does: a claim a crash undid would hand its
+    fence again to the next claimer (see ``docs/design-notes.md``).
     """
     types = None if job_types is None else list(dict.fromkeys(job_types))
     if limit <= 0 or types == []:
@@ -435,7 +439,6 @@ def claim(
         return []
     statement, values = call
     if not functions:  # the function's statements, in this transaction
-        tx.blocking.execute(q.ASYNC_COMMIT)
         tx.run(q.PROMOTE)
         tx.blocking.execute(q.BY_KEY)
     cur = tx.run(statement, **values)
