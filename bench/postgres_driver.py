@@ -31,7 +31,7 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -70,13 +70,29 @@ def on_loop(url: str, calls: int, callers: int, loop: str) -> float:
     """``one`` through the backend's non-blocking path (``pool._execute``), on the loop."""
     from jdobb_async_queue.backends.postgres.pool import _execute
 
+    async def call(conn: psycopg.Connection[Any], i: int) -> None:
+        await _execute(conn, ONE, {"id": i % 64 + 1})
+
+    return _on_loop_callers(url, calls, callers, loop, call)
+
+
+def _on_loop_callers(
+    url: str,
+    calls: int,
+    callers: int,
+    loop: str,
+    call: Callable[[psycopg.Connection[Any], int], Awaitable[None]],
+) -> float:
+    """Seconds per call of ``call(conn, i)``: ``callers`` tasks on ``loop``, each on its own
+    blocking connection, ``calls`` in all."""
+
     async def main() -> float:
         conns = [_open(url) for _ in range(callers)]
         share = calls // callers
 
         async def run(conn: psycopg.Connection[Any]) -> None:
             for i in range(share):
-                await _execute(conn, ONE, {"id": i % 64 + 1})
+                await call(conn, i)
 
         start = time.perf_counter()
         async with anyio.create_task_group() as tg:
@@ -111,25 +127,12 @@ def blocking(url: str, calls: int, callers: int, work: Callable[..., None]) -> f
 
 
 def threaded(url: str, calls: int, callers: int, work: Callable[..., None], loop: str) -> float:
-    async def main() -> float:
-        conns = [_open(url) for _ in range(callers)]
-        share = calls // callers
-        limiter = anyio.CapacityLimiter(callers)
+    limiter = anyio.CapacityLimiter(callers)  # made on first use, on the loop that runs it
 
-        async def run(conn: psycopg.Connection[Any]) -> None:
-            for i in range(share):
-                await anyio.to_thread.run_sync(work, conn, i, limiter=limiter)
+    async def call(conn: psycopg.Connection[Any], i: int) -> None:
+        await anyio.to_thread.run_sync(work, conn, i, limiter=limiter)
 
-        start = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            for c in conns:
-                tg.start_soon(run, c)
-        took = time.perf_counter() - start
-        for c in conns:
-            c.close()
-        return took / (share * callers)
-
-    return anyio.run(main, backend=loop)
+    return _on_loop_callers(url, calls, callers, loop, call)
 
 
 def native_async(url: str, calls: int, callers: int, kind: str) -> float:

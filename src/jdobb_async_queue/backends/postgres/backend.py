@@ -180,13 +180,19 @@ class PostgresBackend(QueueBackend):
         """The namespace this backend stores jobs in."""
         return self._namespace
 
-    async def _run(self, now: float, work: Callable[[Tx], T | After[T]]) -> T:
-        """``work`` in one transaction; then this process hears what it changed."""
+    def _clock(self, now: float) -> tuple[float | None, Callable[[], float]]:
+        """What a call's statements read the time from: the test clock's ``now`` (or None: the
+        database's), and the caller's clock as the call starts (:func:`_since`); raises
+        :class:`QueueClosedError` once closed."""
         if self._closed:
             raise QueueClosedError("the PostgreSQL backend")
         fixed = now if self.test_clock is not None else None
+        return fixed, _since(now, fixed)
+
+    async def _run(self, now: float, work: Callable[[Tx], T | After[T]]) -> T:
+        """``work`` in one transaction; then this process hears what it changed."""
+        fixed, since = self._clock(now)
         watched = self._notifier.watched()
-        since = _since(now, fixed)
 
         def transaction(conn: psycopg.Connection[Any]) -> tuple[Tx, T] | After[tuple[Tx, T]]:
             tx = Tx(conn, fixed, since(), self._origin, watched, channel=self.schema)  # anew
@@ -215,10 +221,7 @@ class PostgresBackend(QueueBackend):
         if within is not None:
             return await self._enqueue_within(within, records, now)
         if store.plain(records):  # the common call: one statement, on the event loop
-            if self._closed:
-                raise QueueClosedError("the PostgreSQL backend")
-            fixed = now if self.test_clock is not None else None
-            since = _since(now, fixed)
+            fixed, since = self._clock(now)
             record = records[0]
             rows = await self._pool.execute(
                 q.INSERT_ONE,
@@ -324,11 +327,8 @@ class PostgresBackend(QueueBackend):
     ) -> list[JobRecord]:
         """A claim as one call of the session's claim function (see :meth:`Pool.execute`),
         then what this process hears of it, as :meth:`_run` does."""
-        if self._closed:
-            raise QueueClosedError("the PostgreSQL backend")
-        fixed = now if self.test_clock is not None else None
+        fixed, since = self._clock(now)
         watched = self._notifier.watched()
-        since = _since(now, fixed)
         tx = Tx(None, fixed, now, self._origin, watched, channel=self.schema)
         call = store.claim_statement(tx, job_types, limit, worker_id, lease)
         if call is None:
