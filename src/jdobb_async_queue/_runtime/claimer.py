@@ -1,11 +1,11 @@
 """The claimer actor: claims only as many jobs as there are idle handlers.
 
-Each idle handler sends one credit. The claimer gathers every credit that has piled up and
-claims that many jobs in one backend call, so no job ever waits claimed in a buffer. A claim that
-found some jobs but fewer than asked is followed by another (the backend may hand out only what
-it had at hand, or more may have come meanwhile); once a claim finds nothing, the claimer sleeps
-until a wake-up (a new job, a retry, a dependency met), the next due time, or ``poll_interval``,
-whichever comes first: never a busy loop.
+Idle handlers wait in the :class:`~.dispatch.Dispatch`. The claimer counts every one that
+waits and claims that many jobs in one backend call, so no job ever waits claimed in a buffer.
+A claim that found some jobs but fewer than asked is followed by another (the backend may hand
+out only what it had at hand, or more may have come meanwhile); once a claim finds nothing, the
+claimer sleeps until a wake-up (a new job, a retry, a dependency met), the next due time, or
+``poll_interval``, whichever comes first: never a busy loop.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from functools import partial
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .._records import JobRecord
 from ..backends.base import QueueBackend
 from . import backoff
 from .backoff import retrying
+from .dispatch import Dispatch
 
 __all__ = ["Claimer"]
 
@@ -59,38 +60,27 @@ class Claimer:
 
     async def run(
         self,
-        credits: MemoryObjectReceiveStream[None],
-        jobs: MemoryObjectSendStream[JobRecord],
+        dispatch: Dispatch,
         wake: MemoryObjectReceiveStream[None],
         *,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Claim until stopped; closing ``jobs`` on the way out tells handlers to drain."""
-        async with credits, jobs, wake:
+        """Claim until stopped; closing ``dispatch`` on the way out tells handlers to drain."""
+        async with wake:
             task_status.started()
-            with self.scope:
-                try:
-                    await self._loop(credits, jobs, wake)
-                except anyio.EndOfStream:
-                    if credits.statistics().open_send_streams:
-                        raise  # not the handlers' credits: something else ended
-                    # every handler has gone (the error that ended them is raised)
+            try:
+                with self.scope:
+                    await self._loop(dispatch, wake)
+            except anyio.EndOfStream:
+                pass  # every handler has gone (the error that ended them is raised)
+            finally:
+                dispatch.close()
 
-    async def _loop(
-        self,
-        credits: MemoryObjectReceiveStream[None],
-        jobs: MemoryObjectSendStream[JobRecord],
-        wake: MemoryObjectReceiveStream[None],
-    ) -> None:
-        idle = 0
+    async def _loop(self, dispatch: Dispatch, wake: MemoryObjectReceiveStream[None]) -> None:
         while True:
-            if idle == 0:
-                await credits.receive()
-                idle = 1
-            idle += _drain(credits)
-            claimed = await self._claim(idle, jobs)
-            idle -= claimed
-            if idle == 0:
+            idle = await dispatch.idle_handlers()
+            claimed = await self._claim(idle, dispatch)
+            if claimed == idle:
                 continue
             if claimed:
                 # Let the handlers start what came before claiming the rest.
@@ -103,10 +93,9 @@ class Claimer:
                 self._burst()  # nothing running, nothing claimable: a burst run is over
                 return
             else:
-                await credits.receive()  # a job ending may make others claimable
-                idle += 1
+                await dispatch.idle_handlers(idle)  # a job ending may make others claimable
 
-    async def _claim(self, limit: int, jobs: MemoryObjectSendStream[JobRecord]) -> int:
+    async def _claim(self, limit: int, dispatch: Dispatch) -> int:
         claim = partial(
             self._backend.claim_pending_job,
             self._job_types,
@@ -118,7 +107,7 @@ class Claimer:
             lambda: self._shielded(claim), "claiming jobs", give_up_after=self._give_up_after
         )
         for record in claimed:
-            jobs.send_nowait(record)  # never blocks: one buffer slot per handler
+            dispatch.give(record)
         return len(claimed)
 
     async def _shielded(self, claim: Callable[..., Awaitable[list[JobRecord]]]) -> list[JobRecord]:
@@ -139,13 +128,3 @@ class Claimer:
         # A floor of 1 ms: a backend reporting a due time in the past must not make us spin.
         with anyio.move_on_after(max(timeout, 0.001)):
             await wake.receive()
-
-
-def _drain(stream: MemoryObjectReceiveStream[None]) -> int:
-    count = 0
-    while True:
-        try:
-            stream.receive_nowait()
-        except anyio.WouldBlock:
-            return count
-        count += 1

@@ -15,7 +15,6 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .. import _policy
 from .._context import HandlerFunc, JobContext, reset_current_job, set_current_job
@@ -24,6 +23,7 @@ from .._models import JobOutcome, OutcomeStatus, claimed_outcome
 from .._queue import JobQueue, check_results
 from .._records import JobRecord, Outcome, to_job
 from .backoff import retrying
+from .dispatch import Dispatch
 from .reporter import SHIELD_LIMIT, note_refused
 from .roster import Roster, RunningJob
 
@@ -152,8 +152,7 @@ class JobRunner:
                 stored = await self._backend.finish_many(outcomes, now=self._queue.clock())
             except (BackendUnavailable, QueueClosedError) as exc:
                 logger.warning(
-                    "could not hand back %d job(s) on stopping (their leases bring them "
-                    "back): %s",
+                    "could not hand back %d job(s) on stopping (their leases bring them back): %s",
                     len(records),
                     exc,
                 )
@@ -193,36 +192,17 @@ def _describe(exc: BaseException) -> str:
 
 async def run_handler(
     runner: JobRunner,
-    jobs: MemoryObjectReceiveStream[JobRecord],
-    credits: MemoryObjectSendStream[None],
+    dispatch: Dispatch,
     *,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Handler actor: offer a credit, run the job that comes, repeat until ``jobs`` closes."""
-    async with jobs, credits:
-        _offer(credits)
+    """Handler actor: wait, idle, for a job, run it, repeat until the dispatch closes."""
+    with dispatch.joined():
         task_status.started()
         try:
-            async for record in jobs:
+            while (record := await dispatch.take()) is not None:
                 await runner.execute(record)
-                _offer(credits)
         except anyio.get_cancelled_exc_class():
             # A hard stop: jobs claimed for idle handlers but not started yet go back too.
-            await runner.release(_left_over(jobs))
+            await runner.release(dispatch.take_all())
             raise
-
-
-def _left_over(jobs: MemoryObjectReceiveStream[JobRecord]) -> list[JobRecord]:
-    records: list[JobRecord] = []
-    while True:
-        try:
-            records.append(jobs.receive_nowait())
-        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
-            return records
-
-
-def _offer(credits: MemoryObjectSendStream[None]) -> None:
-    try:
-        credits.send_nowait(None)
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-        pass  # the claimer has stopped: no more jobs will come, finish what is queued

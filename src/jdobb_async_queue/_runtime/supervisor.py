@@ -21,11 +21,12 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._context import HandlerFunc
 from .._errors import BackendUnavailable
 from .._queue import JobQueue
-from .._records import JobRecord, Outcome
+from .._records import Outcome
 from ..backends.base import Notice, QueueBackend
 from . import backoff
 from .backoff import FIRST_DELAY, MAX_DELAY, logger
 from .claimer import Claimer
+from .dispatch import Dispatch
 from .handler import JobRunner, Middleware, OutcomeHook, run_handler
 from .periodic import Schedule, keep_schedules
 from .registry import keep_registered
@@ -114,11 +115,9 @@ async def _start_crew(
     stop: anyio.Event,
 ) -> Claimer:
     n = settings.max_concurrent
-    credits_tx, credits_rx = anyio.create_memory_object_stream[None](n)
-    jobs_tx, jobs_rx = anyio.create_memory_object_stream[JobRecord](n)
-    async with jobs_rx, credits_tx:
-        for _ in range(n):
-            await crew.start(run_handler, runner, jobs_rx.clone(), credits_tx.clone())
+    dispatch = Dispatch()
+    for _ in range(n):
+        await crew.start(run_handler, runner, dispatch)
     claimer = Claimer(
         queue.backend,
         queue.clock,
@@ -129,7 +128,7 @@ async def _start_crew(
         burst=stop.set if settings.burst else None,
         capacity=n,
     )
-    await crew.start(claimer.run, credits_rx, jobs_tx, wake_rx)
+    await crew.start(claimer.run, dispatch, wake_rx)
     return claimer
 
 
