@@ -1099,19 +1099,64 @@ async def test_claims_and_completions_read_only_the_rows_they_change(
             ids = [r.id for r in claimed[-20:]]  # the last ones a status walk would reach
             outcomes = json.dumps([{"id": i, "fence": None, "results": None} for i in ids])
             complete = _explain(conn, queries.COMPLETE_MANY, {**common, "outcomes": outcomes})
+            # The completion function's one plan, its dependents' release included.
+            completion = _explain(
+                conn, queries.COMPLETE_AND_RELEASE, {**common, "outcomes": outcomes}, generic=True
+            )
             leases = json.dumps([{"id": r.id, "fence": r.fence} for r in claimed[-20:]])
             renew = _explain(conn, queries.RENEW, {**common, "leases": leases, "duration": 60.0})
-            return by_type, any_type, *claims, complete, renew
+            return by_type, any_type, *claims, complete, completion, renew
 
-    by_type, any_type, generic_by_type, generic_any, complete, renew = await anyio.to_thread.run_sync(
-        explain
-    )
+    found = await anyio.to_thread.run_sync(explain)
+    by_type, any_type, generic_by_type, generic_any, complete, completion, renew = found
     assert by_type <= 2 * 20, by_type  # the first 20 of each type at most
     assert any_type <= 20, any_type
     assert generic_by_type <= 2 * 20, generic_by_type
     assert generic_any <= 20, generic_any
     assert complete <= 20, complete
+    assert completion <= 20, completion
     assert renew <= 20, renew
+
+
+async def test_completions_alone_are_one_statement_that_releases_their_dependents(
+    backends: Callable[..., PostgresBackend],
+) -> None:
+    # A batch of completions of distinct jobs (a worker's every batch while its jobs succeed)
+    # is one call of the session's completion function, on the event loop: no transaction in
+    # a thread. It still refuses a stale claim's report, stores results, and counts completed
+    # dependencies off the jobs waiting on them.
+    backend = backends()
+    queue = JobQueue(backend=backend)
+    a, b, c = [await queue.enqueue("t") for _ in range(3)]
+    child = await queue.enqueue("t", depends_on=[a, b])
+    claimed = await backend.claim_pending_job(
+        None, limit=3, worker_id="w", lease=30, now=queue.clock()
+    )
+    fence = {r.id: r.fence for r in claimed}
+    assert sorted(fence) == sorted([a, b, c])
+    transactions = 0
+    in_a_thread = backend._pool.call
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal transactions
+        transactions += 1
+        return await in_a_thread(*args, **kwargs)
+
+    backend._pool.call = counted  # type: ignore[method-assign]
+    outcomes = [
+        Outcome(job_id=a, kind="complete", fence=fence[a], results={"n": 1}),
+        Outcome(job_id=b, kind="complete", fence=fence[b]),
+        Outcome(job_id=c, kind="complete", fence=fence[c] + 1),  # an older claim's report
+    ]
+    assert await backend.finish_many(outcomes, now=queue.clock()) == [True, True, False]
+    assert transactions == 0
+    done, other = await queue.get(a), await queue.get(c)
+    assert done is not None and done.status is JobStatus.COMPLETE and done.results == {"n": 1}
+    assert other is not None and other.status is JobStatus.PROCESSING
+    (freed,) = await backend.claim_pending_job(
+        None, limit=5, worker_id="w", lease=30, now=queue.clock()
+    )
+    assert freed.id == child
 
 
 async def test_a_claim_that_locked_more_than_it_took_wakes_the_other_claimers(

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from contextvars import ContextVar
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -325,28 +326,56 @@ class PostgresBackend(QueueBackend):
         lease: float,
         now: float,
     ) -> list[JobRecord]:
-        """A claim as one call of the session's claim function (see :meth:`Pool.execute`),
-        then what this process hears of it, as :meth:`_run` does."""
-        fixed, since = self._clock(now)
-        watched = self._notifier.watched()
-        tx = Tx(None, fixed, now, self._origin, watched, channel=self.schema)
-        call = store.claim_statement(tx, job_types, limit, worker_id, lease)
-        if call is None:
+        """A claim as one call of the session's claim function, then what this process hears
+        of it, as :meth:`_run` does."""
+        call = partial(
+            store.claim_statement,
+            job_types=job_types,
+            limit=limit,
+            worker_id=worker_id,
+            lease=lease,
+        )
+        done = await self._alone(now, call)
+        if done is None:
             return []
-        statement, values = call
+        tx, rows = done
+        records = store.claimed_records(tx, rows)
+        self._deliver(tx, changed=tx.claimed)
+        return records
+
+    async def _alone(
+        self, now: float, call: Callable[[Tx], tuple[str, dict[str, Any]] | None]
+    ) -> tuple[Tx, list[Any]] | None:
+        """The statement ``call`` makes (None: none) as one autocommit statement on the event
+        loop (see :meth:`Pool.execute`); its rows, and the ``Tx`` to read them against."""
+        fixed, since = self._clock(now)
+        tx = Tx(None, fixed, now, self._origin, self._notifier.watched(), channel=self.schema)
+        made = call(tx)
+        if made is None:
+            return None
+        statement, values = made
 
         def params() -> dict[str, Any]:
             tx.cnow = since()
             return tx.params(**values)
 
-        records = store.claimed_records(tx, await self._pool.execute(statement, params))
-        self._notifier.deliver([], tx.updates, [], changed=tx.claimed, watched=watched)
-        return records
+        return tx, await self._pool.execute(statement, params)
+
+    def _deliver(self, tx: Tx, *, changed: list[str]) -> None:
+        """What this process hears of a statement run alone (it announced itself to others)."""
+        self._notifier.deliver([], tx.updates, [], changed=changed, watched=tx.watched)
 
     async def finish(self, outcome: Outcome, *, now: float) -> bool:
         return (await self.finish_many([outcome], now=now))[0]
 
     async def finish_many(self, outcomes: Sequence[Outcome], *, now: float) -> list[bool]:
+        if self._pool.prepared:  # completions alone: one statement, on the event loop
+            done = await self._alone(now, partial(store.complete_statement, outcomes=outcomes))
+            if done is not None:
+                tx, rows = done
+                stored = store.completed(tx, outcomes, rows)
+                self._deliver(tx, changed=tx.changed)
+                return stored
         return await self._run(now, lambda tx: store.finish_many(tx, outcomes))
 
     async def cancel(self, job_id: str, reason: str | None, *, now: float) -> bool:

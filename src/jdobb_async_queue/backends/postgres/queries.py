@@ -170,14 +170,24 @@ _CLAIM = (
     "update_seq = update_seq + 1 WHERE jobs.seq = ANY(ARRAY(SELECT seq FROM picked)) "
     f"RETURNING jobs.rank, jobs.seq AS pos, {column_list(FIELDS, 'jobs')}"
 )
+
+
 #: What a claim tells other processes' subscribers, in the same statement, on the updates
 #: channel (``store.updates_channel``): ``u <origin> <ids>`` (a JSON list), or ``*`` (read every
 #: job again) past a NOTIFY payload's size.
-_TOLD = (
-    "told AS (SELECT pg_notify(%(uchannel)s, CASE WHEN octet_length(p) > 7900 "
-    "THEN 'u ' || %(origin)s || ' *' ELSE p END) FROM (SELECT 'u ' || %(origin)s || ' ' || "
-    "json_agg(id)::text AS p FROM claimed) AS agg WHERE p IS NOT NULL) "
-)
+def _told(rows: str) -> str:
+    """The CTE ``told``: what a statement tells other processes' subscribers of the jobs
+    ``rows`` (a CTE with an ``id`` column) holds, in the same statement, on the updates channel
+    (``store.updates_channel``): ``u <origin> <ids>`` (a JSON list), or ``*`` (read every job
+    again) past a NOTIFY payload's size."""
+    return (
+        "told AS (SELECT pg_notify(%(uchannel)s, CASE WHEN octet_length(p) > 7900 "
+        "THEN 'u ' || %(origin)s || ' *' ELSE p END) FROM (SELECT 'u ' || %(origin)s || ' ' || "
+        f"json_agg(id)::text AS p FROM {rows}) AS agg WHERE p IS NOT NULL) "
+    )
+
+
+_TOLD = _told("claimed")
 _CLAIMED = "SELECT claimed.* FROM claimed LEFT JOIN told ON true"
 #: The rows a claim may take: ready, and in the state a claim starts from. ``FOR UPDATE SKIP
 #: LOCKED`` checks this again on the newest row version as it locks it, and the lock holds to
@@ -248,9 +258,15 @@ def _call(name: str, args: tuple[tuple[str, str], ...]) -> str:
 
 
 def _function(
-    name: str, statement: str, args: tuple[tuple[str, str], ...], returns: str
+    name: str,
+    statement: str,
+    args: tuple[tuple[str, str], ...],
+    returns: str,
+    *,
+    promote: bool = True,
 ) -> str:
-    body = f"{PROMOTE}; RETURN QUERY {statement};"
+    body = f"{PROMOTE}; " if promote else ""
+    body += f"RETURN QUERY {statement};"
     for number, (arg, _) in enumerate(args, 1):
         body = body.replace(f"%({arg})s", f"${number}")
     if "%" in body or "$fn$" in body:
@@ -264,14 +280,20 @@ def _function(
     )
 
 
-def claim_functions(column_types: dict[str, str]) -> list[str]:
-    """The statements that make the claim functions in a session, given :data:`COLUMN_TYPES`
-    (promote the due scheduled jobs, then claim: :data:`CLAIM_ANY`, :data:`CLAIM_TYPES`)."""
-    returned = ["rank", "seq", *FIELDS]  # what the claims return, in order
-    returns = ", ".join(f"c{i} {column_types[name]}" for i, name in enumerate(returned))
+def session_functions(column_types: dict[str, str]) -> list[str]:
+    """The statements that make a session's functions, given :data:`COLUMN_TYPES`: the claims
+    (promote the due scheduled jobs, then claim: :data:`CLAIM_ANY`, :data:`CLAIM_TYPES`) and
+    the completions (:data:`COMPLETE_AND_RELEASE`)."""
+
+    def table(names: list[str]) -> str:
+        return ", ".join(f"c{i} {column_types[name]}" for i, name in enumerate(names))
+
+    claimed = table(["rank", "seq", *FIELDS])  # what the claims return, in order
+    completed = table(list(UPDATE_FIELDS))
     return [
-        _function("jdobb_claim_any", CLAIM_ANY, _CLAIM_ARGS, returns),
-        _function("jdobb_claim_types", CLAIM_TYPES, _CLAIM_TYPES_ARGS, returns),
+        _function("jdobb_claim_any", CLAIM_ANY, _CLAIM_ARGS, claimed),
+        _function("jdobb_claim_types", CLAIM_TYPES, _CLAIM_TYPES_ARGS, claimed),
+        _function("jdobb_complete", COMPLETE_AND_RELEASE, _COMPLETE_ARGS, completed, promote=False),
     ]
 
 
@@ -338,19 +360,44 @@ DEPENDENTS = (
     f"SELECT jobs.seq FROM gone JOIN jobs ON jobs.id = gone.job_id "
     f"WHERE jobs.lane = {WAITING} ORDER BY jobs.seq"
 )
+
+
+def _release(ids: str) -> str:
+    """The CTEs ``gone``, ``met``, ``freed`` and ``woken``: the completed jobs ``ids`` (a
+    ``text[]``) counted off their dependents, those now free placed, idle workers woken when one
+    is ready."""
+    return (
+        f"gone AS (DELETE FROM edges WHERE dep_id = ANY({ids}) RETURNING job_id), "
+        "met AS (SELECT job_id, count(*) AS n FROM gone GROUP BY job_id), "
+        "freed AS (UPDATE jobs SET pending_deps = jobs.pending_deps - met.n, "
+        f"lane = CASE WHEN jobs.pending_deps - met.n > 0 THEN {WAITING} "
+        f"WHEN jobs.execute_at > {NOW} THEN {SCHEDULED} ELSE {READY} END "
+        f"FROM met WHERE jobs.id = met.job_id AND jobs.lane = {WAITING} RETURNING jobs.lane), "
+        "woken AS (SELECT pg_notify(%(channel)s, 'j') "
+        f"FROM (SELECT 1 FROM freed WHERE lane = {READY} LIMIT 1) AS one) "
+    )
+
+
 #: Completed dependencies counted off their dependents; those now free are placed.
 #: (Idle workers are woken in the same statement when one is ready: nothing to read back, so
 #: it travels in the pipeline with the COMMIT.)
-RELEASE_DEPENDENTS = (
-    "WITH gone AS (DELETE FROM edges WHERE dep_id = ANY(%(ids)s::text[]) RETURNING job_id), "
-    "met AS (SELECT job_id, count(*) AS n FROM gone GROUP BY job_id), "
-    "freed AS (UPDATE jobs SET pending_deps = jobs.pending_deps - met.n, "
-    f"lane = CASE WHEN jobs.pending_deps - met.n > 0 THEN {WAITING} "
-    f"WHEN jobs.execute_at > {NOW} THEN {SCHEDULED} ELSE {READY} END "
-    f"FROM met WHERE jobs.id = met.job_id AND jobs.lane = {WAITING} RETURNING jobs.lane) "
-    "SELECT pg_notify(%(channel)s, 'j') "
-    f"FROM (SELECT 1 FROM freed WHERE lane = {READY} LIMIT 1) AS one"
+RELEASE_DEPENDENTS = "WITH " + _release("%(ids)s::text[]") + "SELECT * FROM woken"
+#: :data:`COMPLETE_MANY`, then :data:`RELEASE_DEPENDENTS` for the jobs it completed, and the
+#: NOTIFY of what changed (``told``), in one statement: what ``store.finish_many`` does in a
+#: transaction for a batch of completions alone (a worker's every batch while its jobs
+#: succeed). Run as a session function (see the claims), in autocommit: one round trip.
+COMPLETE_AND_RELEASE = (
+    f"WITH done AS ({COMPLETE_MANY}), {_release('ARRAY(SELECT id FROM done)')}, "
+    f"{_told('done')}SELECT done.* FROM done LEFT JOIN woken ON true LEFT JOIN told ON true"
 )
+_COMPLETE_ARGS = (
+    ("now", "float8"),
+    ("outcomes", "json"),
+    ("channel", "text"),
+    ("uchannel", "text"),
+    ("origin", "text"),
+)
+CALL_COMPLETE = _call("jdobb_complete", _COMPLETE_ARGS)
 PROGRESS = (
     "UPDATE jobs SET progress = coalesce(%(progress)s::float8, progress), "
     f"message = coalesce(%(message)s, message), updated_at = {NOW}, {_TOUCH}, "

@@ -478,6 +478,36 @@ def finish_many(tx: Tx, outcomes: Sequence[Outcome]) -> list[bool]:
     return [done[i] for i in range(len(outcomes))]
 
 
+def complete_statement(tx: Tx, outcomes: Sequence[Outcome]) -> tuple[str, dict[str, Any]] | None:
+    """``outcomes`` as one call of the session's completion function (see
+    ``queries.COMPLETE_AND_RELEASE``), when they are completions of distinct jobs (None: they
+    take :func:`finish_many`'s transaction)."""
+    if not outcomes or any(o.kind != "complete" for o in outcomes):
+        return None
+    if len({o.job_id for o in outcomes}) != len(outcomes):
+        return None
+    given = [
+        {
+            "id": o.job_id,
+            "fence": o.fence,
+            "results": None if o.results is None else to_json(o.results),
+        }
+        for o in outcomes
+    ]
+    values = {"outcomes": to_json(given), "channel": tx.channel, "origin": tx.origin}
+    values["uchannel"] = updates_channel(tx.channel)
+    return q.CALL_COMPLETE, values
+
+
+def completed(tx: Tx, outcomes: Sequence[Outcome], rows: list[Any]) -> list[bool]:
+    """Which of ``outcomes`` the completion function's ``rows`` stored; noted in ``tx`` for
+    this process's subscribers (the function told the others)."""
+    for row in rows:
+        tx.emit(row)
+    stored = {row[0] for row in rows}
+    return [o.job_id in stored for o in outcomes]
+
+
 def _finish(tx: Tx, o: Outcome, completed: list[str]) -> bool:
     held = {"id": o.job_id, "fence": o.fence}
     if o.kind == "complete":
@@ -670,12 +700,12 @@ def message(tx: Tx, seq: int) -> UpdateRecord | None:
 
 
 def prepare_session(conn: psycopg.Connection[Any]) -> bool:
-    """Make the claim functions in a new connection's session (see ``queries``); False when
-    the user may not make temporary objects in the database (claims then take a transaction
-    of the same statements)."""
+    """Make the claim and completion functions in a new connection's session (see
+    ``queries``); False when the user may not make temporary objects in the database (claims
+    and completions then take a transaction of the same statements)."""
     types = dict(conn.execute(q.COLUMN_TYPES).fetchall())
     try:
-        for statement in q.claim_functions(types):
+        for statement in q.session_functions(types):
             conn.execute(statement)
     except psycopg.errors.InsufficientPrivilege:
         return False
