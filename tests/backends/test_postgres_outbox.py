@@ -20,6 +20,7 @@ from jdobb_async_queue import (
     JobStatus,
     Worker,
 )
+from jdobb_async_queue._records import Outcome
 from jdobb_async_queue.backends.postgres import enqueue_within
 
 pytestmark = pytest.mark.anyio
@@ -173,3 +174,50 @@ def test_the_blocking_queue_joins_a_blocking_connection(
         finally:
             with psycopg.connect(pg_url, autocommit=True) as admin:
                 admin.execute(f'DROP SCHEMA IF EXISTS "jdobb_{namespace}" CASCADE')
+
+
+async def _until_a_session_waits_for_a_lock(pg_url: str, query_like: str) -> None:
+    def waiting() -> int:
+        with psycopg.connect(pg_url, autocommit=True) as c:
+            row = c.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                (query_like,),
+            ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    while not await anyio.to_thread.run_sync(waiting):
+        await anyio.sleep(0.01)  # polls the server: no event to await for its lock queue
+
+
+async def test_a_completion_that_waited_for_an_open_enqueue_of_a_dependent_releases_it(
+    queue: JobQueue, conn: psycopg.Connection[Any], pg_url: str
+) -> None:
+    # An enqueue of a dependent holds its dependency's row FOR SHARE until its transaction
+    # commits. A worker's completion of that dependency waits for it, and must then count the
+    # edge the enqueue stored off the dependent (a statement whose snapshot predates the
+    # commit would not see it, and the dependent would wait forever).
+    backend: Any = queue.backend
+    parent = await queue.enqueue("t")
+    (claimed,) = await backend.claim_pending_job(
+        None, limit=1, worker_id="w", lease=30, now=queue.clock()
+    )
+    done = Outcome(job_id=parent, kind="complete", fence=claimed.fence)
+    stored: list[list[bool]] = []
+
+    async def complete() -> None:
+        stored.append(await backend.finish_many([done], now=queue.clock()))
+
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            with conn.transaction():
+                with enqueue_within(conn):
+                    child = await queue.enqueue("t", depends_on=[parent])
+                tg.start_soon(complete)
+                await _until_a_session_waits_for_a_lock(pg_url, "%jdobb_complete%")
+            # committed here: the completion goes on
+    assert stored == [[True]]
+    freed = await backend.claim_pending_job(
+        None, limit=5, worker_id="w", lease=30, now=queue.clock()
+    )
+    assert [r.id for r in freed] == [child]

@@ -479,6 +479,94 @@ async def test_a_hard_stop_hands_back_every_claimed_job() -> None:
     assert stats.pending + stats.complete == 200
 
 
+class SlowClaimBackend(MemoryBackend):
+    """The memory backend whose claims yield to the other tasks (as a real store's round trip
+    does), the first one until ``gate`` is set; it counts the claims made after ``stopped``."""
+
+    def __init__(self, gate: anyio.Event | None = None) -> None:
+        super().__init__()
+        self.gate = gate
+        self.claiming = anyio.Event()
+        self.stopped = False
+        self.claims_after_stop = 0
+
+    async def claim_pending_job(self, job_types: Any, **kwargs: Any) -> Any:
+        self.claims_after_stop += self.stopped
+        self.claiming.set()
+        if self.gate is not None:
+            await self.gate.wait()
+            self.gate = None
+        for _ in range(2):
+            await anyio.lowlevel.checkpoint()
+        return await super().claim_pending_job(job_types, **kwargs)
+
+
+async def test_a_stop_ends_claiming_while_handlers_keep_becoming_idle() -> None:
+    # Claims are shielded. With a backlog, handlers finish their jobs during each claim, so the
+    # claimer always finds idle ones and never waits: it must still see the stop at once,
+    # not claim on through the backlog while the handlers drain.
+    backend = SlowClaimBackend()
+    queue = JobQueue(backend=backend)
+    worker = Worker(queue, max_concurrent=5)
+    ran = 0
+    after_stop = 0
+    enough = anyio.Event()
+
+    @worker.handler("t")
+    async def handle(ctx: JobContext) -> None:
+        nonlocal ran, after_stop
+        ran += 1
+        after_stop += backend.stopped
+        if ran == 20:
+            enough.set()
+        for _ in range(ctx.data["steps"]):  # jobs of differing lengths: they end at all times
+            await anyio.lowlevel.checkpoint()
+
+    await queue.enqueue_many([{"job_type": "t", "data": {"steps": i % 4}} for i in range(500)])
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            await enough.wait()
+            backend.stopped = True
+            await worker.stop()
+    # At most the claim in flight and one begun while stop() reached the worker, and their jobs
+    # with those already given.
+    assert backend.claims_after_stop <= 2, backend.claims_after_stop
+    assert after_stop <= 3 * 5, after_stop
+    stats = await queue.stats()
+    assert stats.processing == 0 and stats.pending == 500 - ran
+
+
+async def test_jobs_a_claim_brings_back_after_a_hard_stop_are_handed_back() -> None:
+    # The handlers are cancelled (and gone) while a claim is in flight; the jobs it claimed
+    # arrive after them and must go back to PENDING, not wait for their leases.
+    gate = anyio.Event()
+    backend = SlowClaimBackend(gate)
+    queue = JobQueue(backend=backend)
+    worker = Worker(queue, max_concurrent=4, lease=600)
+    running = anyio.CancelScope()
+
+    @worker.handler("t")
+    async def handle(ctx: JobContext) -> None:
+        await anyio.lowlevel.checkpoint()
+
+    async def run() -> None:
+        with running:
+            await worker.run()
+
+    await queue.enqueue_many([{"job_type": "t"} for _ in range(10)])
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            await backend.claiming.wait()
+            running.cancel()  # run() itself cancelled: a hard stop
+            await anyio.wait_all_tasks_blocked()  # the handlers have ended; the claim waits
+            gate.set()
+    stats = await queue.stats()
+    assert stats.processing == 0
+    assert stats.pending == 10
+
+
 class BlinkingBackend(MemoryBackend):
     """The memory backend whose first read of a job fails as if the server blinked."""
 

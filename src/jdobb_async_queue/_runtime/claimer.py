@@ -45,7 +45,9 @@ class Claimer:
         poll_interval: float,
         burst: Callable[[], None] | None = None,
         capacity: int = 1,
+        release: Callable[[list[JobRecord]], Awaitable[None]],
     ) -> None:
+        """:param release: hands claimed jobs back (on a hard stop, those no handler took)"""
         self._backend = backend
         self._clock = clock
         self._job_types = list(job_types)
@@ -54,6 +56,7 @@ class Claimer:
         self._poll_interval = poll_interval
         self._burst = burst
         self._capacity = capacity
+        self._release = release
         # A burst rides out an outage for a while, then gives up: it must end, not wait forever.
         self._give_up_after = None if burst is None else backoff.BURST_OUTAGE_LIMIT
         self.scope = anyio.CancelScope()
@@ -71,14 +74,19 @@ class Claimer:
             try:
                 with self.scope:
                     await self._loop(dispatch, wake)
-            except anyio.EndOfStream:
-                pass  # every handler has gone (the error that ended them is raised)
             finally:
                 dispatch.close()
+                if dispatch.abandoned:  # a hard stop: what came after the handlers left
+                    await self._release(dispatch.take_all())
 
     async def _loop(self, dispatch: Dispatch, wake: MemoryObjectReceiveStream[None]) -> None:
         while True:
+            # Claims are shielded, and a claimer whose handlers keep becoming idle never waits:
+            # a stop must still end it here.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             idle = await dispatch.idle_handlers()
+            if not idle:
+                return  # every handler has gone (the error that ended them is raised)
             claimed = await self._claim(idle, dispatch)
             if claimed == idle:
                 continue

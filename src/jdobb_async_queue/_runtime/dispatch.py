@@ -41,7 +41,7 @@ class Dispatch:
     """The hand-off between one worker's claimer and its handlers.
 
     Jobs left when the claimer closes it are still taken (the handlers drain what was claimed);
-    after that, :meth:`take` returns None.
+    after that, :meth:`take` returns None. On a hard stop the handlers :meth:`abandon` it.
     """
 
     def __init__(self) -> None:
@@ -52,6 +52,7 @@ class Dispatch:
         self._claimer: anyio.Event | None = None
         self._handlers = 0
         self._closed = False
+        self._abandoned = False
 
     # -- the claimer's side --------------------------------------------------------------------
 
@@ -60,13 +61,11 @@ class Dispatch:
         return len(self._waiting) - len(self._jobs)
 
     async def idle_handlers(self, more_than: int = 0) -> int:
-        """Wait until more than ``more_than`` handlers are idle, then return how many are.
-
-        :raises anyio.EndOfStream: when every handler has ended
-        """
+        """Wait until more than ``more_than`` handlers are idle, then return how many are;
+        0 once every handler has ended."""
         while (idle := self.wanted()) <= more_than:
             if not self._handlers:
-                raise anyio.EndOfStream
+                return 0
             self._claimer = anyio.Event()
             await self._claimer.wait()
         return idle
@@ -79,6 +78,12 @@ class Dispatch:
             wait.event.set()
         else:
             self._jobs.append(record)
+
+    @property
+    def abandoned(self) -> bool:
+        """Whether the handlers were stopped hard (:meth:`abandon`): jobs given since are the
+        giver's to hand back."""
+        return self._abandoned
 
     def close(self) -> None:
         """No more jobs will come: idle handlers stop, once what was given is taken."""
@@ -122,10 +127,16 @@ class Dispatch:
         return wait.record
 
     def take_all(self) -> list[JobRecord]:
-        """Every job given but not taken (a hard stop hands them back)."""
+        """Every job given but not taken."""
         records = list(self._jobs)
         self._jobs.clear()
         return records
+
+    def abandon(self) -> list[JobRecord]:
+        """A hard stop: the handlers take no more jobs. Return every job given but not taken,
+        for the caller to hand back (the claimer hands back any it gives later)."""
+        self._abandoned = True
+        return self.take_all()
 
     def _give_back(self, record: JobRecord) -> None:
         if self._waiting:

@@ -204,5 +204,5 @@ async def run_handler(
                 await runner.execute(record)
         except anyio.get_cancelled_exc_class():
             # A hard stop: jobs claimed for idle handlers but not started yet go back too.
-            await runner.release(dispatch.take_all())
+            await runner.release(dispatch.abandon())
             raise

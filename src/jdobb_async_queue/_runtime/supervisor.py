@@ -127,6 +127,7 @@ async def _start_crew(
         poll_interval=settings.poll_interval,
         burst=stop.set if settings.burst else None,
         capacity=n,
+        release=runner.release,
     )
     await crew.start(claimer.run, dispatch, wake_rx)
     return claimer

@@ -45,6 +45,9 @@ SCHEMA_VERSION = 1
 #: Times a transaction that lost a race is run again before its error is raised.
 RACE_RETRIES = 8
 _RACES = (errors.DeadlockDetected, errors.SerializationFailure, errors.UniqueViolation)
+#: What a single statement on the loop runs again for (a plain enqueue's key taken meanwhile
+#: is the caller's to decide, not a race).
+_STATEMENT_RACES = (errors.DeadlockDetected, errors.SerializationFailure)
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -134,13 +137,27 @@ class Pool:
                 conn = await anyio.to_thread.run_sync(self._connect)
             try:
                 with anyio.CancelScope(shield=True):
-                    rows = await _execute(conn, statement, params())
+                    rows = await self._execute_retrying(conn, statement, params)
             except (psycopg.OperationalError, OSError) as exc:
                 conn.close()
                 raise BackendUnavailable(f"PostgreSQL at {self.where}: {exc}") from exc
             finally:
                 self._give_back(conn)
         return rows
+
+    @staticmethod
+    async def _execute_retrying(
+        conn: psycopg.Connection[Any], statement: str, params: Callable[[], Mapping[str, Any]]
+    ) -> list[tuple[Any, ...]]:
+        # A statement in autocommit that lost a deadlock or a serialization race was rolled
+        # back whole: it runs again, as a transaction does (Pool.run).
+        for attempt in range(RACE_RETRIES):
+            try:
+                return await _execute(conn, statement, params())
+            except _STATEMENT_RACES:
+                if attempt == RACE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:
         """Close every idle connection (those in use close when their call returns)."""

@@ -259,14 +259,12 @@ def _call(name: str, args: tuple[tuple[str, str], ...]) -> str:
 
 def _function(
     name: str,
-    statement: str,
+    body: str,
     args: tuple[tuple[str, str], ...],
     returns: str,
     *,
-    promote: bool = True,
+    declare: str = "",
 ) -> str:
-    body = f"{PROMOTE}; " if promote else ""
-    body += f"RETURN QUERY {statement};"
     for number, (arg, _) in enumerate(args, 1):
         body = body.replace(f"%({arg})s", f"${number}")
     if "%" in body or "$fn$" in body:
@@ -276,24 +274,43 @@ def _function(
     kinds = ", ".join(kind for _, kind in args)
     return (
         f"CREATE FUNCTION pg_temp.{name}({kinds}) RETURNS TABLE ({returns}) "
-        f"LANGUAGE plpgsql {settings} AS $fn$ BEGIN {body} END $fn$"
+        f"LANGUAGE plpgsql {settings} AS $fn$ {declare}BEGIN {body} END $fn$"
     )
 
 
 def session_functions(column_types: dict[str, str]) -> list[str]:
     """The statements that make a session's functions, given :data:`COLUMN_TYPES`: the claims
     (promote the due scheduled jobs, then claim: :data:`CLAIM_ANY`, :data:`CLAIM_TYPES`) and
-    the completions (:data:`COMPLETE_AND_RELEASE`)."""
+    the completions (:data:`COMPLETE_TOLD`, then :data:`RELEASE_DEPENDENTS` for the jobs it
+    completed)."""
 
     def table(names: list[str]) -> str:
         return ", ".join(f"c{i} {column_types[name]}" for i, name in enumerate(names))
 
     claimed = table(["rank", "seq", *FIELDS])  # what the claims return, in order
-    completed = table(list(UPDATE_FIELDS))
+    stored = list(UPDATE_FIELDS)
+    arrays = [f"a{i}" for i in range(len(stored))]
+    declare = (
+        "DECLARE "
+        + " ".join(f"{a} {column_types[name]}[]; " for a, name in zip(arrays, stored, strict=True))
+        + "woke int; "
+    )
+    # Two statements, so two snapshots: the release must see the edges of dependents that
+    # enqueues (holding their dependency FOR SHARE, which the completion waited for) added.
+    completion = (
+        f"{_complete_told(into=arrays)}; "
+        f"WITH {_release(arrays[0])}SELECT count(*) INTO woke FROM woken; "
+        f"RETURN QUERY SELECT * FROM unnest({', '.join(arrays)});"
+    )
     return [
-        _function("jdobb_claim_any", CLAIM_ANY, _CLAIM_ARGS, claimed),
-        _function("jdobb_claim_types", CLAIM_TYPES, _CLAIM_TYPES_ARGS, claimed),
-        _function("jdobb_complete", COMPLETE_AND_RELEASE, _COMPLETE_ARGS, completed, promote=False),
+        _function("jdobb_claim_any", f"{PROMOTE}; RETURN QUERY {CLAIM_ANY};", _CLAIM_ARGS, claimed),
+        _function(
+            "jdobb_claim_types",
+            f"{PROMOTE}; RETURN QUERY {CLAIM_TYPES};",
+            _CLAIM_TYPES_ARGS,
+            claimed,
+        ),
+        _function("jdobb_complete", completion, _COMPLETE_ARGS, table(stored), declare=declare),
     ]
 
 
@@ -382,14 +399,24 @@ def _release(ids: str) -> str:
 #: (Idle workers are woken in the same statement when one is ready: nothing to read back, so
 #: it travels in the pipeline with the COMMIT.)
 RELEASE_DEPENDENTS = "WITH " + _release("%(ids)s::text[]") + "SELECT * FROM woken"
-#: :data:`COMPLETE_MANY`, then :data:`RELEASE_DEPENDENTS` for the jobs it completed, and the
-#: NOTIFY of what changed (``told``), in one statement: what ``store.finish_many`` does in a
+
+
+def _complete_told(into: list[str] | None = None) -> str:
+    """:data:`COMPLETE_MANY` and the NOTIFY of what it changed (``told``); the rows it stored,
+    a column as an array each (``into`` those PL/pgSQL variables)."""
+    columns = ", ".join(f"array_agg(done.{name})" for name in UPDATE_FIELDS)
+    target = "" if into is None else " INTO " + ", ".join(into)
+    return (
+        f"WITH done AS ({COMPLETE_MANY}), {_told('done')}"
+        f"SELECT {columns}{target} FROM done LEFT JOIN told ON true"
+    )
+
+
+#: A batch of completions as the session function ``jdobb_complete`` runs it: this, then
+#: :data:`RELEASE_DEPENDENTS` for the ids it stored; what ``store.finish_many`` does in a
 #: transaction for a batch of completions alone (a worker's every batch while its jobs
-#: succeed). Run as a session function (see the claims), in autocommit: one round trip.
-COMPLETE_AND_RELEASE = (
-    f"WITH done AS ({COMPLETE_MANY}), {_release('ARRAY(SELECT id FROM done)')}, "
-    f"{_told('done')}SELECT done.* FROM done LEFT JOIN woken ON true LEFT JOIN told ON true"
-)
+#: succeed), in one round trip in autocommit.
+COMPLETE_TOLD = _complete_told()
 _COMPLETE_ARGS = (
     ("now", "float8"),
     ("outcomes", "json"),

@@ -480,7 +480,7 @@ def finish_many(tx: Tx, outcomes: Sequence[Outcome]) -> list[bool]:
 
 def complete_statement(tx: Tx, outcomes: Sequence[Outcome]) -> tuple[str, dict[str, Any]] | None:
     """``outcomes`` as one call of the session's completion function (see
-    ``queries.COMPLETE_AND_RELEASE``), when they are completions of distinct jobs (None: they
+    ``queries.COMPLETE_TOLD``), when they are completions of distinct jobs (None: they
     take :func:`finish_many`'s transaction)."""
     if not outcomes or any(o.kind != "complete" for o in outcomes):
         return None
