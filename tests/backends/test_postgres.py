@@ -1082,6 +1082,12 @@ async def test_claims_and_completions_read_only_the_rows_they_change(
         ["t0"], limit=100, worker_id="w", lease=60, now=time.time()
     )
     assert len(claimed) == 100
+    # Jobs waiting on the claimed ones: ten on each of the first 80, one on each of the last 20
+    # (whose completion is planned below, with the release of their dependents).
+    waiting = [r.id for r in claimed[:80] for _ in range(10)] + [r.id for r in claimed[-20:]]
+    await JobQueue(backend=backend).enqueue_many(
+        [{"job_type": "w", "depends_on": [dep]} for dep in waiting]
+    )
 
     def explain() -> tuple[int, ...]:
         with psycopg.connect(pg_url, autocommit=True) as conn:
@@ -1304,3 +1310,81 @@ async def _cancel_when_waiting(
         scope.cancel()
     finally:
         release.set()
+
+
+async def test_a_completion_that_loses_a_deadlock_runs_again(
+    backends: Callable[..., PostgresBackend], pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The completion function locks its jobs' rows one by one. Another session holding one of
+    # them and then asking for one the completion holds is a deadlock; the server aborts the
+    # completion (the other session waits longer before it checks), which must run again, as
+    # a transaction does, not end the worker. Which row the completion takes first is its
+    # plan's choice: the other session probes (NOWAIT) whether the completion holds the second
+    # row before it waits for it, and tries again, the other way round, until one deadlocks.
+    from jdobb_async_queue.backends.postgres import pool
+
+    backend = backends()
+    queue = JobQueue(backend=backend)
+    seen: list[str] = []
+    execute = pool._execute
+
+    async def noting(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await execute(*args, **kwargs)
+        except psycopg.errors.DeadlockDetected:
+            seen.append("deadlock")
+            raise
+
+    monkeypatch.setattr(pool, "_execute", noting)  # instrumentation: the real call runs
+    lock = sql.SQL("SELECT 1 FROM {}.jobs WHERE id = %s FOR UPDATE").format(
+        sql.Identifier(backend.schema)
+    )
+    for attempt in range(6):
+        ids = [await queue.enqueue("t") for _ in range(2)]
+        claimed = await backend.claim_pending_job(
+            None, limit=2, worker_id="w", lease=30, now=queue.clock()
+        )
+        fence = {r.id: r.fence for r in claimed}
+        outcomes = [Outcome(job_id=i, kind="complete", fence=fence[i]) for i in ids]
+        first, second = ids if attempt % 2 else ids[::-1]
+        other = await anyio.to_thread.run_sync(partial(psycopg.connect, pg_url))
+        try:
+            other.execute("SET deadlock_timeout = '10s'")
+            other.execute(lock, (first,))
+            stored: list[list[bool]] = []
+            with anyio.fail_after(WAIT):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_finish_into, stored, backend, outcomes, queue.clock())
+                    await _until_waiting_for_a_lock(pg_url, "%jdobb_complete%")
+                    await anyio.to_thread.run_sync(_take_too, other, lock, second)
+            assert stored == [[True, True]]
+        finally:
+            await anyio.to_thread.run_sync(other.close)
+        if seen:
+            break
+    assert seen == ["deadlock"]
+
+
+async def _finish_into(
+    stored: list[list[bool]], backend: PostgresBackend, outcomes: list[Outcome], now: float
+) -> None:
+    stored.append(await backend.finish_many(outcomes, now=now))
+
+
+def _take_too(other: psycopg.Connection[Any], lock: sql.Composed, job_id: str) -> None:
+    """Lock ``job_id``'s row as well, waiting only if the completion holds it, then commit."""
+    other.execute("SAVEPOINT probe")
+    try:
+        other.execute(lock + sql.SQL(" NOWAIT"), (job_id,))
+    except psycopg.errors.LockNotAvailable:  # the completion holds it: wait for it
+        other.execute("ROLLBACK TO SAVEPOINT probe")
+        other.execute(lock, (job_id,))  # until the server aborts the completion
+    other.commit()
+
+
+async def _until_waiting_for_a_lock(pg_url: str, query_like: str) -> None:
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s"
+    )
+    while (await asql(pg_url, waiting, (query_like,)))[0][0] == 0:
+        await anyio.sleep(0.01)  # polls the server: no event to await for its lock queue

@@ -529,10 +529,10 @@ async def test_a_stop_ends_claiming_while_handlers_keep_becoming_idle() -> None:
             await enough.wait()
             backend.stopped = True
             await worker.stop()
-    # At most the claim in flight and one begun while stop() reached the worker, and their jobs
-    # with those already given.
-    assert backend.claims_after_stop <= 2, backend.claims_after_stop
-    assert after_stop <= 3 * 5, after_stop
+    # The claim in flight and one begun while stop() reached the worker (one more for margin),
+    # and their jobs with those already given; claiming on through the backlog made hundreds.
+    assert backend.claims_after_stop <= 3, backend.claims_after_stop
+    assert after_stop <= 4 * 5, after_stop
     stats = await queue.stats()
     assert stats.processing == 0 and stats.pending == 500 - ran
 
