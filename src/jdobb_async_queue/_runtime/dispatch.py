@@ -5,10 +5,10 @@ An idle handler waits in :meth:`Dispatch.take`; the claimer learns how many wait
 (:meth:`Dispatch.give`), so no job ever waits claimed in a buffer. It is the hand-off that two
 memory-object streams made before (the jobs one way, a credit per idle handler the other),
 rebuilt on one ``anyio.Event`` per wait: a job is handed to the handler that waits for it, not
-put where any handler may take it. ``bench/throughput.py`` spends most of a no-op job's time in
-hand-offs, and anyio's streams, which check every receiver's cancel scopes and yield before each
-receive, cost 18-31 µs per hand-off and its credit against 8-14 µs for this one (a bare loop of
-50 handlers on this machine, under both event loops).
+put where any handler may take it. anyio's streams, which check every receiver's cancel scopes
+and yield before each receive, cost 18-31 µs per hand-off and its credit against 8-14 µs for
+this one (a bare loop of 50 handlers on this machine, under both event loops); see the design
+notes for what that changed per job on each backend.
 
 Like :class:`~.roster.Roster`, it is plain synchronous state shared by actors of one worker:
 no await between a read and a write, so every method is atomic under both event loops.

@@ -455,15 +455,7 @@ def finish_many(tx: Tx, outcomes: Sequence[Outcome]) -> list[bool]:
     completes = [(i, o) for i, o in enumerate(outcomes) if o.kind == "complete"]
     if len({o.job_id for _, o in completes}) == len(completes) > 1:  # one statement for all
         tx.blocking.execute(q.BY_KEY)
-        given = [
-            {
-                "id": o.job_id,
-                "fence": o.fence,
-                "results": None if o.results is None else to_json(o.results),
-            }
-            for _, o in completes
-        ]
-        rows = tx.all(q.COMPLETE_MANY, outcomes=to_json(given))
+        rows = tx.all(q.COMPLETE_MANY, outcomes=_completions([o for _, o in completes]))
         for row in rows:
             tx.emit(row)
         stored = {row[0] for row in rows}
@@ -486,6 +478,13 @@ def complete_statement(tx: Tx, outcomes: Sequence[Outcome]) -> tuple[str, dict[s
         return None
     if len({o.job_id for o in outcomes}) != len(outcomes):
         return None
+    values = {"outcomes": _completions(outcomes), "channel": tx.channel, "origin": tx.origin}
+    values["uchannel"] = updates_channel(tx.channel)
+    return q.CALL_COMPLETE, values
+
+
+def _completions(outcomes: Sequence[Outcome]) -> str:
+    """Completions as ``queries.COMPLETE_MANY`` takes them: one JSON text."""
     given = [
         {
             "id": o.job_id,
@@ -494,9 +493,7 @@ def complete_statement(tx: Tx, outcomes: Sequence[Outcome]) -> tuple[str, dict[s
         }
         for o in outcomes
     ]
-    values = {"outcomes": to_json(given), "channel": tx.channel, "origin": tx.origin}
-    values["uchannel"] = updates_channel(tx.channel)
-    return q.CALL_COMPLETE, values
+    return to_json(given)
 
 
 def completed(tx: Tx, outcomes: Sequence[Outcome], rows: list[Any]) -> list[bool]:
